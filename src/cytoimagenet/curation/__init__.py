@@ -1,0 +1,1 @@
+"""Curation: harmonising metadata, weak labels, image standardisation, QC and writing."""

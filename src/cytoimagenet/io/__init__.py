@@ -1,0 +1,1 @@
+"""File input and output: atomic writes and tolerant readers for raw metadata files."""

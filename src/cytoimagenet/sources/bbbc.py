@@ -1,0 +1,1 @@
+"""Adapters of the bbbc family (placeholder; filled in by the family's author)."""

@@ -1,0 +1,1 @@
+"""Adapters of BBBC datasets labelled by folder and file names (placeholder)."""

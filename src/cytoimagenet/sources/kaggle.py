@@ -1,0 +1,1 @@
+"""Adapters of the kaggle family (placeholder; filled in by the family's author)."""
