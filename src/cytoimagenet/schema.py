@@ -113,7 +113,7 @@ def validate(frame: pl.DataFrame, *, what: str = "table") -> None:
     for col in REQUIRED_NON_NULL:
         if col in frame.columns and frame[col].null_count():
             problems.append(f"column {col!r} has {frame[col].null_count()} null values")
-    if not missing and frame.height:
+    if not problems and frame.height:
         uncropped = frame.filter(~pl.col("crop").fill_null(False))
         dup = uncropped["idx"].is_duplicated()
         if dup.any():
@@ -129,8 +129,23 @@ def to_csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def from_csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """Invert :func:`to_csv_frame`: split ``|``-joined list columns back into lists."""
+    """Invert :func:`to_csv_frame`: split ``|``-joined lists, parse booleans and numbers."""
     exprs = []
+    for col, dtype in SCHEMA.items():
+        if col not in frame.columns or frame.schema[col] != pl.String:
+            continue
+        if dtype == pl.Boolean:
+            exprs.append(
+                pl.col(col)
+                .str.to_lowercase()
+                .replace_strict(
+                    {"true": True, "1": True, "false": False, "0": False},
+                    default=None,
+                    return_dtype=pl.Boolean,
+                )
+            )
+        elif dtype.is_numeric():
+            exprs.append(pl.col(col).cast(pl.Float64, strict=False).cast(dtype, strict=False))
     for col in LIST_COLUMNS:
         if col in frame.columns and frame.schema[col] == pl.String:
             exprs.append(
@@ -174,12 +189,10 @@ def read_table(path: Path) -> pl.DataFrame:
     if not path.is_file():
         raise SchemaError(f"{path}: no such file; expected a metadata table (.parquet or .csv)")
     try:
-        if path.suffix == ".csv" or path.name.endswith(".csv.gz"):
-            frame = from_csv_frame(pl.read_csv(path, infer_schema=False))
-        else:
-            frame = pl.read_parquet(path)
+        is_csv = path.suffix == ".csv" or path.name.endswith(".csv.gz")
+        frame = pl.read_csv(path, infer_schema=False) if is_csv else pl.read_parquet(path)
     except Exception as exc:  # polars raises several unrelated types here
         raise SchemaError(f"{path}: cannot read as a table ({exc})") from exc
     if "idx" not in frame.columns:
         raise SchemaError(f"{path}: no 'idx' column; is this a cytoimagenet metadata table?")
-    return conform(frame)
+    return from_csv_frame(frame) if is_csv else conform(frame)

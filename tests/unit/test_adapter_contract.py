@@ -6,11 +6,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from tests.fakes import ALL_FAKES
 
 from cytoimagenet.curation.exclusion import HELD_OUT_SOURCES
 from cytoimagenet.schema import LABEL_FIELDS, validate
 from cytoimagenet.sources import ADAPTERS, build_metadata, load_catalog
-from tests.fakes import ALL_FAKES
 
 SOURCES = ADAPTERS.names()
 

@@ -25,10 +25,10 @@ from typing import Final
 
 import polars as pl
 
+from cytoimagenet.curation.exclusion import exclusion_expr
 from cytoimagenet.schema import LABEL_FIELDS, conform, validate
 from cytoimagenet.sources.base import check_records
 from cytoimagenet.sources.catalog import SourceInfo
-from cytoimagenet.curation.exclusion import exclusion_expr
 
 #: Raw placeholders that mean "no value".
 NULL_TOKENS: Final = frozenset(
@@ -38,7 +38,8 @@ GENE_SUFFIX: Final = " targeted"
 
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "`": "'"})
 _DASHES = re.compile(r"[‐‑‒–—―−]")
-_SPACES = re.compile(r"\s+")
+# Python's \s also matches \x1c-\x1f; polars (Rust) does not. Keep the two rules identical.
+_SPACES = re.compile(r"[^\S\x1c-\x1f]+")
 _STRIP = " \t\"'.,;:"
 
 _CONTROL_KINDS: Final = {
@@ -77,7 +78,7 @@ def normalize_token(value: str | None) -> str | None:
 
 
 def _normalize_expr(expr: pl.Expr) -> pl.Expr:
-    """The vectorised twin of :func:`normalize_token` (tested to agree with it)."""
+    """Apply :func:`normalize_token` to a string expression (tested to agree with it)."""
     out = (
         expr.str.normalize("NFKC")
         .str.replace_all("[‘’`]", "'")

@@ -31,7 +31,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.replace(tmp, final)
+        tmp.replace(final)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -122,7 +122,8 @@ def generate_sample(out: Path, spec: SampleSpec | None = None) -> Path:
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> table = generate_sample(pathlib.Path(tempfile.mkdtemp()), SampleSpec(plates=1, sites=1, size=32, cells=2))
+    >>> tiny = SampleSpec(plates=1, sites=1, size=32, cells=2)
+    >>> table = generate_sample(pathlib.Path(tempfile.mkdtemp()), tiny)
     >>> table.name
     'sample_image.csv'
     """
@@ -149,7 +150,9 @@ def generate_sample(out: Path, spec: SampleSpec | None = None) -> Path:
                 for plane, name in zip(field, names, strict=True):
                     with atomic_path(out / plate / name) as tmp:
                         tifffile.imwrite(tmp, plane)
-                rows.append([*names, *([plate] * 3), plate, well, str(site), line, protein, compound])
+                rows.append(
+                    [*names, *([plate] * 3), plate, well, str(site), line, protein, compound]
+                )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)

@@ -142,7 +142,15 @@ def get_source(name: str) -> SourceInfo:
     return load_catalog().get(name)
 
 
-def all_sources() -> list[SourceInfo]:
-    """Return every catalog entry, sorted by name."""
+def all_sources(*, include_generated: bool = False) -> list[SourceInfo]:
+    """Return the catalog entries, sorted by name.
+
+    Parameters
+    ----------
+    include_generated : bool
+        Also return generated entries (the embedded sample), which are not datasets of
+        the paper and are hidden from listings by default.
+    """
     catalog = load_catalog()
-    return [catalog.get(n) for n in catalog.names()]
+    entries = [catalog.get(n) for n in catalog.names()]
+    return [e for e in entries if include_generated or e.access != "generated"]

@@ -1,0 +1,290 @@
+"""Weak-label assignment: least-count-first, exact tokens, one label per image.
+
+The algorithm of the CytoImageNet paper (§2.1), with the original code's defects removed
+(see ``original-code.md`` §2.6):
+
+1. **Candidates** are the values of the chosen label fields (multi-valued fields split)
+   held by at least ``threshold`` images, counted on exact harmonised tokens.
+2. Candidates are processed **least count first**; ties break by the category order of
+   :data:`~cytoimagenet.schema.LABEL_FIELDS`, then by the value — never by an unstable sort.
+3. Each image gets **at most one label**: images taken by an earlier label are gone (the
+   used-index table). A candidate left with fewer than ``threshold`` images is skipped.
+4. Labels with more than ``class_size`` images are **down-sampled, stratified**: above
+   ``stage1_size`` images a first stage on (dataset, organism, cell_type) minus the label's
+   own field; then to ``class_size`` on the remaining label fields (the table in
+   ``original-code.md`` §2.6). Allocation is largest-remainder and seeded
+   (:mod:`cytoimagenet.curation.sampling`).
+5. Excluded rows (held-out evaluation datasets, known overlaps, source QC failures) never
+   enter, whatever the table's own columns say.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from cytoimagenet.curation.exclusion import is_excluded
+from cytoimagenet.curation.sampling import group_codes, stratified_sample
+from cytoimagenet.errors import ConfigError
+from cytoimagenet.schema import LABEL_FIELDS, conform, validate
+
+#: Stage-2 strata before removals (the original's list; gene is never a stratum).
+STAGE2_BASE: tuple[str, ...] = (
+    "organism",
+    "cell_type",
+    "cell_visible",
+    "sirna",
+    "compound",
+    "phenotype",
+)
+#: Stage-1 strata before removing the label's own field.
+STAGE1_BASE: tuple[str, ...] = ("dir_name", "organism", "cell_type")
+#: Fields dropped from stage 2 when labelling by a field (siRNA and compound are exclusive).
+EXCLUSIVE: dict[str, str] = {"sirna": "compound", "compound": "sirna"}
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """Parameters of the weak-label assignment.
+
+    Attributes
+    ----------
+    threshold : int
+        Minimum number of images of a candidate, before and after earlier labels.
+    class_size : int
+        Maximum images per label.
+    seed : int
+        Seed of every random draw.
+    categories : tuple of str
+        Label fields to draw candidates from, a subset of ``LABEL_FIELDS``.
+    min_class_size : int or None
+        Drop a label whose final size would be below this (defaults to ``threshold``).
+    stage1_size : int
+        Size above which the first, coarse stratification stage runs.
+    exclude_labels : tuple of str
+        Candidate values never used as labels (e.g. a held-out "unseen classes" list).
+    """
+
+    threshold: int = 287
+    class_size: int = 1000
+    seed: int = 0
+    categories: tuple[str, ...] = LABEL_FIELDS
+    min_class_size: int | None = None
+    stage1_size: int = 10_000
+    exclude_labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.categories if c not in LABEL_FIELDS]
+        if unknown:
+            raise ConfigError(
+                f"unknown label categories {unknown}; choose from {list(LABEL_FIELDS)}"
+            )
+        if self.threshold < 1 or self.class_size < 1:
+            raise ConfigError("threshold and class_size must be positive")
+        if self.class_size < self.threshold:
+            raise ConfigError(f"class_size {self.class_size} is below threshold {self.threshold}")
+        if self.stage1_size < self.class_size:
+            raise ConfigError("stage1_size must be at least class_size")
+
+    @property
+    def minimum(self) -> int:
+        """The smallest final class allowed."""
+        return max(self.threshold, self.min_class_size or 0)
+
+
+@dataclass
+class LabelResult:
+    """Output of :func:`assign_labels`.
+
+    Attributes
+    ----------
+    table : polars.DataFrame
+        Unified-schema rows of the selected images, ``label`` and ``category`` filled.
+    candidates : polars.DataFrame
+        Every candidate with its initial count, images left when its turn came, images
+        taken, and ``status`` (``labelled`` or the reason it was skipped).
+    """
+
+    table: pl.DataFrame
+    candidates: pl.DataFrame
+    options: LabelOptions = field(default_factory=LabelOptions)
+
+
+def stage2_strata(category: str, stage1_ran: bool) -> list[str]:
+    """Return the stage-2 strata of a label from ``category`` (original-code.md §2.6).
+
+    Examples
+    --------
+    >>> stage2_strata("compound", stage1_ran=False)
+    ['organism', 'cell_type', 'cell_visible', 'phenotype']
+    >>> stage2_strata("compound", stage1_ran=True)
+    ['cell_visible', 'phenotype']
+    """
+    cols = [c for c in STAGE2_BASE if c != category]
+    if stage1_ran:
+        cols = [c for c in cols if c not in stage1_strata(category)]
+    if category in EXCLUSIVE:
+        cols = [c for c in cols if c != EXCLUSIVE[category]]
+    return cols
+
+
+def stage1_strata(category: str) -> list[str]:
+    """Return the stage-1 strata of a label from ``category``."""
+    return [c for c in STAGE1_BASE if c != category]
+
+
+def _label_rng(seed: int, category: str, label: str) -> np.random.Generator:
+    # One generator per label, keyed by a stable hash: a label's draw does not depend on
+    # Python's hash seed or on how many random numbers earlier labels consumed.
+    digest = hashlib.sha256(f"{category}\x00{label}".encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
+def _stratum_codes(pool: pl.DataFrame) -> dict[str, np.ndarray]:
+    codes = {}
+    for col in set(STAGE1_BASE) | set(STAGE2_BASE):
+        values = pool[col].list.join("|") if isinstance(pool.schema[col], pl.List) else pool[col]
+        codes[col] = values.fill_null("").rank("dense").cast(pl.Int64).to_numpy()
+    return codes
+
+
+def _candidates(pool: pl.DataFrame, options: LabelOptions) -> pl.DataFrame:
+    frames = []
+    for rank, category in enumerate(LABEL_FIELDS):
+        if category not in options.categories:
+            continue
+        tokens = (
+            pool.select(pl.col("_row"), pl.col(category).alias("label"))
+            .explode("label")
+            .drop_nulls("label")
+            .unique()
+        )
+        grouped = tokens.group_by("label").agg(pl.col("_row").sort().alias("rows"))
+        frames.append(
+            grouped.with_columns(
+                pl.lit(category).alias("category"),
+                pl.lit(rank).alias("_rank"),
+                pl.col("rows").list.len().alias("images"),
+            )
+        )
+    if not frames:
+        return pl.DataFrame()
+    cands = pl.concat(frames).filter(pl.col("images") >= options.threshold)
+    return cands.sort(["images", "_rank", "label"])
+
+
+def select_pool(tables: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Concatenate unified tables and keep the rows that may be labelled.
+
+    Raises
+    ------
+    SchemaError
+        If a table breaks the schema or two tables share an ``idx``.
+    """
+    merged = pl.concat([conform(t) for t in tables], how="vertical") if tables else pl.DataFrame()
+    validate(merged, what="the merged metadata")
+    return merged.filter(~is_excluded(merged))
+
+
+def assign_labels(
+    tables: Sequence[pl.DataFrame], options: LabelOptions | None = None
+) -> LabelResult:
+    """Assign weak labels to the images of ``tables``.
+
+    Parameters
+    ----------
+    tables : sequence of polars.DataFrame
+        Unified metadata tables (one per source, or already merged).
+    options : LabelOptions, optional
+        Threshold, class size, seed and the rest.
+
+    Returns
+    -------
+    LabelResult
+        The labelled rows and the fate of every candidate.
+    """
+    options = options or LabelOptions()
+    pool = select_pool(tables).with_row_index("_row")
+    n = pool.height
+    used = np.zeros(n, dtype=bool)
+    label_of = np.full(n, -1, dtype=np.int64)
+    codes = _stratum_codes(pool)
+    cands = _candidates(pool, options)
+    names: list[tuple[str, str]] = []
+    fate: list[dict[str, object]] = []
+    taken_names: dict[str, str] = {}
+    excluded = set(options.exclude_labels)
+    for row in cands.iter_rows(named=True):
+        label, category = row["label"], row["category"]
+        rows = np.asarray(row["rows"], dtype=np.int64)
+        available = rows[~used[rows]]
+        record = {
+            "label": label,
+            "category": category,
+            "images": row["images"],
+            "available": len(available),
+        }
+        if label in excluded:
+            fate.append({**record, "taken": 0, "status": "excluded by option"})
+            continue
+        if label in taken_names:
+            fate.append(
+                {**record, "taken": 0, "status": f"name already labelled from {taken_names[label]}"}
+            )
+            continue
+        if len(available) < options.minimum:
+            why = (
+                "below threshold after earlier labels"
+                if len(available) < options.threshold
+                else "below min class size"
+            )
+            fate.append({**record, "taken": 0, "status": why})
+            continue
+        chosen = _downsample(available, category, label, codes, options)
+        used[chosen] = True
+        label_of[chosen] = len(names)
+        names.append((label, category))
+        taken_names[label] = category
+        fate.append({**record, "taken": len(chosen), "status": "labelled"})
+    table = _labelled_table(pool, label_of, names)
+    schema = {
+        "label": pl.String,
+        "category": pl.String,
+        "images": pl.Int64,
+        "available": pl.Int64,
+        "taken": pl.Int64,
+        "status": pl.String,
+    }
+    return LabelResult(table=table, candidates=pl.DataFrame(fate, schema=schema), options=options)
+
+
+def _downsample(
+    rows: np.ndarray, category: str, label: str, codes: dict[str, np.ndarray], options: LabelOptions
+) -> np.ndarray:
+    if len(rows) <= options.class_size:
+        return rows
+    rng = _label_rng(options.seed, category, label)
+    stage1_ran = len(rows) > options.stage1_size
+    if stage1_ran:
+        groups = group_codes([codes[c][rows] for c in stage1_strata(category)])
+        rows = rows[stratified_sample(groups, options.stage1_size, rng)]
+    strata = stage2_strata(category, stage1_ran)
+    groups = (
+        group_codes([codes[c][rows] for c in strata]) if strata else np.zeros(len(rows), np.int64)
+    )
+    return rows[stratified_sample(groups, options.class_size, rng)]
+
+
+def _labelled_table(
+    pool: pl.DataFrame, label_of: np.ndarray, names: list[tuple[str, str]]
+) -> pl.DataFrame:
+    picked = np.flatnonzero(label_of >= 0)
+    ids = label_of[picked]
+    labels = pl.Series("label", [names[i][0] for i in ids], dtype=pl.String)
+    cats = pl.Series("category", [names[i][1] for i in ids], dtype=pl.String)
+    table = pool[picked].with_columns(labels, cats).drop("_row")
+    return conform(table).sort(["label", "idx"])

@@ -1,0 +1,92 @@
+"""The command line, end to end, through typer's test runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+from typer.testing import CliRunner
+
+from cytoimagenet.cli import app
+from cytoimagenet.sample import SampleSpec, generate_sample
+
+runner = CliRunner()
+
+
+def test_version_and_help() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("cytoimagenet ")
+    assert runner.invoke(app, ["--help"]).exit_code == 0
+
+
+def test_sources_list_json() -> None:
+    result = runner.invoke(app, ["sources", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert len(rows) == 43
+    for row in rows:
+        assert {"name", "database", "title", "url", "images", "evaluation"} <= set(row)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["bbbc021"]["evaluation"] is True
+    assert by_name["idr0088"]["images"] == 317430
+    assert by_name["idr0088"]["database"] == "Image Data Resource"
+
+
+def test_sources_list_and_show_text() -> None:
+    result = runner.invoke(app, ["sources", "list"])
+    assert result.exit_code == 0 and "43 sources" in result.output
+    shown = runner.invoke(app, ["sources", "show", "rec_rxrx1"])
+    assert shown.exit_code == 0 and "RxRx1" in shown.output
+    as_json = json.loads(runner.invoke(app, ["sources", "show", "coos7", "--json"]).output)
+    assert as_json["pretraining"] is False
+
+
+def test_unknown_source_is_a_clear_error() -> None:
+    result = runner.invoke(app, ["sources", "show", "bbbc21"])
+    assert result.exit_code == 1
+    assert "unknown source 'bbbc21'" in result.output and "bbbc021" in result.output
+
+
+def test_metadata_command_writes_table_csv_and_provenance(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    generate_sample(raw, SampleSpec(plates=1, sites=1, size=24, cells=2))
+    out = tmp_path / "meta" / "sample.parquet"
+    result = runner.invoke(app, ["metadata", "sample", "--raw", str(raw), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "rows: 24" in result.output
+    assert pl.read_parquet(out).height == 24
+    assert (tmp_path / "meta" / "sample.csv").is_file()
+    prov = json.loads((tmp_path / "meta" / "sample.provenance.json").read_text())
+    assert prov["config"]["source"] == "sample"
+    assert list(prov["inputs"]) == ["sample_image.csv"]
+    assert len(prov["inputs"]["sample_image.csv"]["sha256"]) == 64
+
+
+def test_metadata_command_validates_before_work(tmp_path: Path) -> None:
+    out = tmp_path / "x.parquet"
+    missing = runner.invoke(
+        app, ["metadata", "sample", "--raw", str(tmp_path / "no"), "--out", str(out)]
+    )
+    assert missing.exit_code == 1 and "no such directory" in missing.output
+    wrong = runner.invoke(app, ["metadata", "nope", "--raw", str(tmp_path), "--out", str(out)])
+    assert wrong.exit_code == 1 and "unknown source" in wrong.output
+    suffix = runner.invoke(app, ["metadata", "sample", "--raw", str(tmp_path), "--out", "x.csv"])
+    assert suffix.exit_code == 1 and ".parquet" in suffix.output
+    assert not out.exists()
+
+
+def test_metadata_on_an_empty_raw_folder_names_the_expected_file(tmp_path: Path) -> None:
+    out = tmp_path / "x.parquet"
+    result = runner.invoke(app, ["metadata", "sample", "--raw", str(tmp_path), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "sample_image.csv" in result.output
+    assert not out.exists()
+
+
+def test_quickstart(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["quickstart", "--out", str(tmp_path / "qs")])
+    assert result.exit_code == 0, result.output
+    assert "rows: 96" in result.output and "controls: negative 24" in result.output
+    table = pl.read_parquet(tmp_path / "qs" / "metadata" / "sample.parquet")
+    assert table.height == 96
