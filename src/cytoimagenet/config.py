@@ -76,6 +76,45 @@ class SampleJob(_Job):
     seed: int = 0
 
 
+class LabelJob(_Job):
+    """Assign weak labels over one or more harmonised metadata tables."""
+
+    metadata: list[Path] = Field(min_length=1)
+    out: Path
+    threshold: int = Field(default=287, ge=1)
+    class_size: int = Field(default=1000, ge=1)
+    seed: int = 0
+    categories: list[str] | None = None
+    min_class_size: int | None = Field(default=None, ge=1)
+    unseen_classes: int = Field(default=0, ge=0)
+
+    @field_validator("metadata")
+    @classmethod
+    def _tables_exist(cls, value: list[Path]) -> list[Path]:
+        missing = [str(p) for p in value if not p.is_file()]
+        if missing:
+            raise ValueError(f"no such metadata table(s): {', '.join(missing)}")
+        return value
+
+    @field_validator("out")
+    @classmethod
+    def _parquet_out(cls, value: Path) -> Path:
+        if value.suffix != ".parquet":
+            raise ValueError(f"{value}: the output must be a .parquet file")
+        return value
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, value: list[str] | None) -> list[str] | None:
+        from cytoimagenet.schema import LABEL_FIELDS
+
+        if value is not None:
+            unknown = [c for c in value if c not in LABEL_FIELDS]
+            if unknown:
+                raise ValueError(f"unknown categories {unknown}; choose from {list(LABEL_FIELDS)}")
+        return value
+
+
 class QuickstartJob(_Job):
     """Run the main job on the embedded sample."""
 

@@ -90,3 +90,53 @@ def test_quickstart(tmp_path: Path) -> None:
     assert "rows: 96" in result.output and "controls: negative 24" in result.output
     table = pl.read_parquet(tmp_path / "qs" / "metadata" / "sample.parquet")
     assert table.height == 96
+
+
+def test_labels_command_writes_table_report_and_provenance(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    generate_sample(raw, SampleSpec(plates=2, sites=1, size=24, cells=2))
+    meta = tmp_path / "sample.parquet"
+    assert (
+        runner.invoke(app, ["metadata", "sample", "--raw", str(raw), "--out", str(meta)]).exit_code
+        == 0
+    )
+    out = tmp_path / "labels" / "labels.parquet"
+    args = ["labels", "--metadata", str(meta), "--out", str(out), "--threshold", "10"]
+    result = runner.invoke(app, [*args, "--class-size", "12", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "| compound |" in result.output
+    table = pl.read_parquet(out)
+    assert table["label"].is_not_null().all() and table["idx"].is_unique().all()
+    report = json.loads((tmp_path / "labels" / "labels.report.json").read_text())
+    assert report["labels"] == table["label"].n_unique()
+    assert report["options"]["seed"] == 3
+    assert (tmp_path / "labels" / "labels.report.md").is_file()
+    assert (tmp_path / "labels" / "labels.provenance.json").is_file()
+
+
+def test_labels_command_accepts_several_tables_after_one_flag(tmp_path: Path) -> None:
+    tables = []
+    for seed in (0, 1):
+        raw = tmp_path / f"raw{seed}"
+        generate_sample(raw, SampleSpec(plates=1, sites=1, size=16, cells=1, seed=seed))
+        meta = tmp_path / f"m{seed}.parquet"
+        runner.invoke(app, ["metadata", "sample", "--raw", str(raw), "--out", str(meta)])
+        tables.append(str(meta))
+    out = tmp_path / "l.parquet"
+    result = runner.invoke(app, ["labels", "--metadata", *tables, "--out", str(out)])
+    # Both tables are the same source, so their idx collide: a clear schema error.
+    assert result.exit_code == 1 and "share an idx" in result.output
+
+
+def test_labels_command_validates_options(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "labels",
+            "--metadata",
+            str(tmp_path / "none.parquet"),
+            "--out",
+            str(tmp_path / "x.parquet"),
+        ],
+    )
+    assert result.exit_code == 1 and "no such metadata table" in result.output

@@ -9,12 +9,13 @@ from typing import Annotated
 import typer
 
 from cytoimagenet.cli._errors import friendly
-from cytoimagenet.config import MetadataJob, QuickstartJob, SampleJob, validate_job
+from cytoimagenet.config import LabelJob, MetadataJob, QuickstartJob, SampleJob, validate_job
 
 
 def register(app: typer.Typer) -> None:
     """Add the data commands to ``app``."""
     app.command("metadata")(metadata)
+    app.command("labels")(labels)
     app.command("sample")(sample)
     app.command("quickstart")(quickstart)
 
@@ -37,6 +38,43 @@ def metadata(
     typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
     if not as_json:
         typer.echo(f"\nwrote {job.out}")
+
+
+@friendly
+def labels(
+    metadata: Annotated[list[Path], typer.Option(help="Harmonised metadata table(s).")],
+    out: Annotated[Path, typer.Option(help="Output labels table (.parquet).")],
+    more: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Further tables, so `--metadata A B C` works.", show_default=False),
+    ] = None,
+    threshold: Annotated[int, typer.Option(help="Minimum images of a candidate label.")] = 287,
+    class_size: Annotated[int, typer.Option(help="Maximum images per label.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    category: Annotated[
+        list[str] | None, typer.Option(help="Only these label categories (repeatable).")
+    ] = None,
+    min_class_size: Annotated[
+        int | None, typer.Option(help="Drop labels smaller than this.")
+    ] = None,
+    unseen: Annotated[int, typer.Option(help="Also build N held-out unseen classes.")] = 0,
+) -> None:
+    """Assign weak labels (least count first, exact tokens, stratified sampling)."""
+    from cytoimagenet.curation.label_step import run_labels
+
+    job = validate_job(
+        LabelJob,
+        metadata=[*metadata, *(more or [])],
+        out=out,
+        threshold=threshold,
+        class_size=class_size,
+        seed=seed,
+        categories=category,
+        min_class_size=min_class_size,
+        unseen_classes=unseen,
+    )
+    text = run_labels(job)
+    typer.echo(text)
 
 
 @friendly

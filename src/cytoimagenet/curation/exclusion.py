@@ -65,7 +65,8 @@ def exclusion_expr(source: str) -> pl.Expr:
         hit = pl.col(overlap.column).str.contains(f"^(?:{overlap.pattern})$")
         expr = pl.when(hit.fill_null(False)).then(pl.lit(overlap.reason)).otherwise(expr)
     if reason is not None:
-        expr = pl.lit(reason)
+        # Keep the adapter's own reason (e.g. a DEAD cell) after the held-out one.
+        expr = pl.concat_str([pl.lit(reason), expr], separator="; ", ignore_nulls=True)
     return expr.alias("exclude_reason")
 
 

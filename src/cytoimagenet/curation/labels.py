@@ -66,7 +66,12 @@ class LabelOptions:
     stage1_size : int
         Size above which the first, coarse stratification stage runs.
     exclude_labels : tuple of str
-        Candidate values never used as labels (e.g. a held-out "unseen classes" list).
+        Candidate values never used as labels.
+    unseen_classes : int
+        Also build this many held-out "unseen" classes from candidates *below* the
+        threshold (most images first), drawn only from images no label took.
+    unseen_min_size : int
+        Smallest unseen class kept.
     """
 
     threshold: int = 287
@@ -76,6 +81,8 @@ class LabelOptions:
     min_class_size: int | None = None
     stage1_size: int = 10_000
     exclude_labels: tuple[str, ...] = ()
+    unseen_classes: int = 0
+    unseen_min_size: int = 50
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.categories if c not in LABEL_FIELDS]
@@ -107,11 +114,14 @@ class LabelResult:
     candidates : polars.DataFrame
         Every candidate with its initial count, images left when its turn came, images
         taken, and ``status`` (``labelled`` or the reason it was skipped).
+    unseen : polars.DataFrame
+        Rows of the held-out unseen classes (empty unless requested).
     """
 
     table: pl.DataFrame
     candidates: pl.DataFrame
     options: LabelOptions = field(default_factory=LabelOptions)
+    unseen: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def stage2_strata(category: str, stage1_ran: bool) -> list[str]:
@@ -152,7 +162,8 @@ def _stratum_codes(pool: pl.DataFrame) -> dict[str, np.ndarray]:
     return codes
 
 
-def _candidates(pool: pl.DataFrame, options: LabelOptions) -> pl.DataFrame:
+def _tokens(pool: pl.DataFrame, options: LabelOptions) -> pl.DataFrame:
+    """Return every (label, category) with its sorted image rows and count."""
     frames = []
     for rank, category in enumerate(LABEL_FIELDS):
         if category not in options.categories:
@@ -172,9 +183,15 @@ def _candidates(pool: pl.DataFrame, options: LabelOptions) -> pl.DataFrame:
             )
         )
     if not frames:
-        return pl.DataFrame()
-    cands = pl.concat(frames).filter(pl.col("images") >= options.threshold)
-    return cands.sort(["images", "_rank", "label"])
+        schema = {
+            "label": pl.String,
+            "rows": pl.List(pl.UInt32),
+            "category": pl.String,
+            "_rank": pl.Int32,
+            "images": pl.UInt32,
+        }
+        return pl.DataFrame(schema=schema)
+    return pl.concat(frames)
 
 
 def select_pool(tables: Sequence[pl.DataFrame]) -> pl.DataFrame:
@@ -213,7 +230,8 @@ def assign_labels(
     used = np.zeros(n, dtype=bool)
     label_of = np.full(n, -1, dtype=np.int64)
     codes = _stratum_codes(pool)
-    cands = _candidates(pool, options)
+    tokens = _tokens(pool, options)
+    cands = tokens.filter(pl.col("images") >= options.threshold).sort(["images", "_rank", "label"])
     names: list[tuple[str, str]] = []
     fate: list[dict[str, object]] = []
     taken_names: dict[str, str] = {}
@@ -251,6 +269,7 @@ def assign_labels(
         taken_names[label] = category
         fate.append({**record, "taken": len(chosen), "status": "labelled"})
     table = _labelled_table(pool, label_of, names)
+    unseen = _unseen(pool, tokens, used, set(taken_names) | excluded, options)
     schema = {
         "label": pl.String,
         "category": pl.String,
@@ -259,7 +278,39 @@ def assign_labels(
         "taken": pl.Int64,
         "status": pl.String,
     }
-    return LabelResult(table=table, candidates=pl.DataFrame(fate, schema=schema), options=options)
+    candidates = pl.DataFrame(fate, schema=schema)
+    return LabelResult(table=table, candidates=candidates, options=options, unseen=unseen)
+
+
+def _unseen(
+    pool: pl.DataFrame,
+    tokens: pl.DataFrame,
+    used: np.ndarray,
+    taken: set[str],
+    options: LabelOptions,
+) -> pl.DataFrame:
+    """Build held-out classes from candidates below the threshold, most images first."""
+    if options.unseen_classes <= 0:
+        return conform(pool.head(0))
+    below = tokens.filter(
+        (pl.col("images") < options.threshold) & ~pl.col("label").is_in(list(taken))
+    ).sort(["images", "_rank", "label"], descending=[True, False, False])
+    used = used.copy()
+    label_of = np.full(len(used), -1, dtype=np.int64)
+    names: list[tuple[str, str]] = []
+    for row in below.iter_rows(named=True):
+        if len(names) >= options.unseen_classes:
+            break
+        if row["label"] in {n for n, _ in names}:
+            continue
+        rows = np.asarray(row["rows"], dtype=np.int64)
+        available = rows[~used[rows]]
+        if len(available) < options.unseen_min_size:
+            continue
+        used[available] = True
+        label_of[available] = len(names)
+        names.append((row["label"], row["category"]))
+    return _labelled_table(pool, label_of, names)
 
 
 def _downsample(

@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import logging
+import sys
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -94,6 +95,8 @@ def read_delimited(path: Path, *, separator: str | None = None) -> pl.DataFrame:
     if not first_line.strip():
         raise MetadataError(f"{path}: the file is empty; expected a header row")
     sep = separator or _sniff_separator(path, first_line)
+    # Survey-style files hold whole class lists in one cell, far beyond csv's 128 KiB default.
+    csv.field_size_limit(sys.maxsize)
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=sep))
     header = [h.strip() for h in rows[0]]
     body = [r for r in rows[1:] if any(cell.strip() for cell in r)]

@@ -98,8 +98,8 @@ class SourceAdapter(ABC):
             raise MetadataError(
                 f"{raw}: no metadata file of source {self.name!r} found; expected a file "
                 f"matching {' or '.join(patterns)} (as the source publishes it). "
-                f"Run `cytoimagenet download {self.name} --to {raw.parent} --metadata-only` "
-                "or copy the files there."
+                f"Put the source's metadata files there; `cytoimagenet sources show {self.name}` "
+                "gives its home page."
             )
         return found
 
@@ -117,7 +117,7 @@ class SourceAdapter(ABC):
             raise MetadataError(
                 f"{raw}: no image files ({', '.join(suffixes)}) found for source {self.name!r}. "
                 "Its labels come from folder and file names, so the images must be downloaded "
-                f"first: `cytoimagenet download {self.name} --to {raw.parent}`."
+                f"there first (`cytoimagenet sources show {self.name}` gives its home page)."
             )
         return files
 

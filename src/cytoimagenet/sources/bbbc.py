@@ -1,1 +1,552 @@
-"""Adapters of the bbbc family (placeholder; filled in by the family's author)."""
+"""Adapters of the BBBC sources that publish metadata files.
+
+* ``bbbc021`` — ``BBBC021_v1_image.csv`` joined with ``BBBC021_v1_moa.csv`` (held out).
+* ``bbbc022`` / ``bbbc025`` — CellProfiler per-image exports of Cell Painting screens.
+* ``bbbc006`` — the nucleus-count export; one record per field and z-plane.
+* ``bbbc017`` — the shRNA plate map ``.xls``, joined with the ``.DIB`` fields when present.
+* ``bbbc038`` — DSB2018 solution CSVs, one record per ``ImageId``.
+* ``bbbc041`` — malaria JSON, one record per annotated object.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from cytoimagenet.errors import MetadataError
+from cytoimagenet.io.tables import find_files, read_delimited, read_excel, require_columns
+from cytoimagenet.sources.base import SourceAdapter, register, relpath
+
+#: ``<anything>_<well>_s<site>_w<channel>`` — the MetaXpress naming of BBBC006/021/022/025.
+FIELD_RE = r"_([A-Pa-p]\d{2})_s(\d+)_w(\d)"
+
+
+def walk(raw: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Return the files under ``raw`` with one of ``suffixes`` (any case), sorted; may be empty."""
+    wanted = tuple(s.lower() for s in suffixes)
+    return sorted(p for p in raw.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+
+
+def path_frame(raw: Path, files: list[Path]) -> pl.DataFrame:
+    """Return a frame with the relative ``file``, its ``dir`` and its ``name``."""
+    rel = [relpath(f, raw) for f in files]
+    return pl.DataFrame({"file": rel}, schema={"file": pl.String}).with_columns(
+        pl.col("file").str.replace(r"/?[^/]*$", "").alias("dir"),
+        pl.col("file").str.extract(r"([^/]*)$").alias("name"),
+    )
+
+
+def pick(paths: list[Path], stem: str, source: str, raw: Path) -> Path:
+    """Return the one path whose name starts with ``stem``, or raise naming what is missing."""
+    hits = [p for p in paths if p.name.startswith(stem)]
+    if not hits:
+        raise MetadataError(f"{raw}: {source} needs {stem}* (as the source publishes it)")
+    return hits[0]
+
+
+def first_column(frame: pl.DataFrame, candidates: tuple[str, ...]) -> str | None:
+    """Return the first of ``candidates`` present in ``frame`` (or ``None``)."""
+    return next((c for c in candidates if c in frame.columns), None)
+
+
+class Bbbc021Adapter(SourceAdapter):
+    """BBBC021: one record per field; MoA joined on compound and *numeric* concentration."""
+
+    channels = ("DAPI", "Tubulin", "Actin")
+
+    def read(self, raw: Path) -> pl.DataFrame:
+        """Return one record per field of the 55 plates (held out by harmonisation)."""
+        paths = self.metadata_paths(raw)
+        image_path = pick(paths, "BBBC021_v1_image.csv", self.name, raw)
+        moa_path = pick(paths, "BBBC021_v1_moa.csv", self.name, raw)
+        image, moa = read_delimited(image_path), read_delimited(moa_path)
+        files = [f"Image_FileName_{c}" for c in self.channels]
+        dirs = [f"Image_PathName_{c}" for c in self.channels]
+        meta = ["Image_Metadata_Plate_DAPI", "Image_Metadata_Well_DAPI"]
+        meta += ["Image_Metadata_Compound", "Image_Metadata_Concentration"]
+        require_columns(image, files + dirs + meta, image_path)
+        require_columns(moa, ["compound", "concentration", "moa"], moa_path)
+        # '0.003' in the image table is '0.003000' in the MoA table: compare as numbers.
+        conc = pl.col("concentration").cast(pl.Float64, strict=False).round(9).alias("conc")
+        moa = moa.select(pl.col("compound"), conc, pl.col("moa")).unique(["compound", "conc"])
+        table = image.with_columns(
+            pl.col("Image_Metadata_Compound").alias("compound"),
+            pl.col("Image_Metadata_Concentration").alias("concentration"),
+        ).with_columns(conc)
+        table = table.join(moa, on=["compound", "conc"], how="left", coalesce=True)
+        dmso = pl.col("compound").str.to_lowercase() == "dmso"
+        return table.select(
+            (
+                pl.col(meta[0])
+                + "_"
+                + pl.col(meta[1])
+                + "_s"
+                + pl.col(files[0]).str.extract(r"_s(\d+)_")
+            ).alias("key"),
+            pl.col(dirs[0]).alias("path"),
+            pl.col(files[0]).str.replace(r"_w\d.*$", "").alias("filename"),
+            pl.concat_list(
+                pl.col(d) + "/" + pl.col(f) for d, f in zip(dirs, files, strict=True)
+            ).alias("channel_paths"),
+            pl.col(meta[0]).alias("plate"),
+            pl.col(meta[1]).alias("well"),
+            pl.col(files[0]).str.extract(r"_s(\d+)_").alias("site"),
+            # The MoA file calls DMSO's mechanism 'DMSO': a control, not a phenotype.
+            pl.when(dmso).then(None).otherwise(pl.col("moa")).alias("phenotype"),
+            pl.col("compound"),
+            pl.when(dmso).then(pl.lit("negative control")).alias("control"),
+        )
+
+
+@dataclass(frozen=True)
+class PaintingLayout:
+    """Where a Cell Painting export's channel files live.
+
+    Attributes
+    ----------
+    folder : str
+        Folder of one channel of one plate, with ``{plate}``, ``{w}`` and ``{name}``.
+    channels : tuple of (int, str)
+        ``(w number, folder name)`` per catalog channel, in catalog order.
+    plate : tuple of str
+        Candidate plate columns, first present wins.
+    labels : dict
+        Label field → candidate columns (first present wins; ``compound`` falls back
+        through all of its candidates row by row).
+    required : tuple of str
+        Label fields that must resolve to a column.
+    """
+
+    folder: str
+    channels: tuple[tuple[int, str], ...]
+    plate: tuple[str, ...]
+    labels: dict[str, tuple[str, ...]]
+    required: tuple[str, ...] = ()
+
+
+ROLE = ("Image_Metadata_ASSAY_WELL_ROLE", "Image_Metadata_WellRole", "Image_Metadata_Type")
+#: Well roles that are the screen's own samples, not controls.
+TREATED = ["treated", "treatment", "compound", "sample", "experimental", "rnai"]
+
+
+class CellPaintingAdapter(SourceAdapter):
+    """One record per field of a CellProfiler per-image export (BBBC022, BBBC025).
+
+    Channels are matched to file-name columns by the ``_w<n>`` in the file names, not by
+    column names, which the two screens spell differently (``OrigER`` / ``ERSyto``).
+    """
+
+    def __init__(self, name: str, layout: PaintingLayout) -> None:
+        super().__init__(name)
+        self.layout = layout
+
+    def read(self, raw: Path) -> pl.DataFrame:
+        """Return one record per field; controls from the well role are marked."""
+        path = self.metadata_paths(raw)[0]
+        table = read_delimited(path)
+        lay = self.layout
+        names = [c for c in table.columns if c.startswith("Image_FileName_")]
+        by_w: dict[int, str] = {}
+        for col in names:
+            w = table[col].str.extract(FIELD_RE, 3).drop_nulls().mode()
+            if w.len():
+                by_w.setdefault(int(w[0]), col)
+        missing = [f"w{w} ({n})" for w, n in lay.channels if w not in by_w]
+        if missing:
+            raise MetadataError(
+                f"{path}: no Image_FileName_* column holds the {', '.join(missing)} files; "
+                f"found {names}. Is this the file the source publishes, unmodified?"
+            )
+        plate = first_column(table, lay.plate)
+        if plate is None:
+            require_columns(table, [lay.plate[0]], path)
+        cols = {f: [c for c in cands if c in table.columns] for f, cands in lay.labels.items()}
+        for field in lay.required:
+            if not cols[field]:
+                require_columns(table, [lay.labels[field][0]], path)
+        nucleus = by_w[min(by_w)]
+        well = pl.col(nucleus).str.extract(FIELD_RE, 1).str.to_uppercase()
+        site = pl.col(nucleus).str.extract(FIELD_RE, 2)
+        if "Image_Metadata_Site" in table.columns:
+            site = site.fill_null(pl.col("Image_Metadata_Site"))
+        folder = [
+            pl.format(lay.folder.format(plate="{}", w=w, name=n), pl.col(plate))
+            for w, n in lay.channels
+        ]
+        labels = [
+            pl.coalesce(*(pl.col(c) for c in cands)).alias(f) for f, cands in cols.items() if cands
+        ]
+        role = first_column(table, ROLE)
+        role_expr = pl.col(role).str.to_lowercase() if role else pl.lit(None, pl.String)
+        control = (
+            pl.when(role_expr == "mock")
+            .then(pl.lit("negative control"))
+            .when(role_expr.is_in(TREATED))
+            .then(None)
+            .otherwise(role_expr)
+        )
+        extra = "__extra__" in table.columns
+        out = table.select(
+            pl.coalesce(
+                pl.col(plate) + "_" + well + "_s" + site, pl.col(nucleus).str.replace(r"\.\w+$", "")
+            ).alias("key"),
+            folder[0].alias("path"),
+            pl.col(nucleus).str.replace(r"_w\d.*$", "").alias("filename"),
+            pl.concat_list(
+                f + "/" + pl.col(by_w[w]) for f, (w, _) in zip(folder, lay.channels, strict=True)
+            ).alias("channel_paths"),
+            pl.col(plate).alias("plate"),
+            well.alias("well"),
+            site.alias("site"),
+            *labels,
+            control.alias("control"),
+            # Rows with more fields than the header (unquoted commas) are misaligned.
+            (
+                pl.when(pl.col("__extra__").is_not_null()).then(
+                    pl.lit(f"malformed row in {path.name}: more fields than the header")
+                )
+                if extra
+                else pl.lit(None, pl.String)
+            ).alias("exclude_reason"),
+        )
+        if "compound" in out.columns:
+            # Mock wells carry no compound name: they are the DMSO solvent control.
+            out = out.with_columns(
+                pl.when(pl.col("control") == "negative control")
+                .then(pl.col("compound").fill_null("DMSO"))
+                .otherwise(pl.col("compound"))
+            )
+        return out
+
+
+class Bbbc006Adapter(SourceAdapter):
+    """BBBC006: one record per field *and* z-plane, channels w1 (Hoechst) + w2 (phalloidin).
+
+    With images present, every ``BBBC006_v1_images_z_<zz>`` folder is enumerated. The
+    count export alone names one w1 file per field of one unstated z-plane (file names
+    carry per-file UUIDs), so metadata-only rows are one per listed field with that
+    nucleus file only (``channels = [f_nucleus]``); images are needed to build.
+    """
+
+    def read(self, raw: Path) -> pl.DataFrame:
+        """Return one record per field and z-plane, or per listed field without images."""
+        files = walk(raw, (".tif", ".tiff"))
+        if files:
+            return self._from_images(raw, files)
+        path = self.metadata_paths(raw)[0]
+        table = read_delimited(path)
+        name = first_column(table, ("Image_FileName_OrigDAPI", "Image_FileName_DAPI"))
+        if name is None:
+            require_columns(table, ["Image_FileName_OrigDAPI"], path)
+        well = pl.col(name).str.extract(FIELD_RE, 1).str.to_uppercase()
+        site = pl.col(name).str.extract(FIELD_RE, 2)
+        return table.select(
+            (well + "_s" + site).alias("key"),
+            pl.lit("").alias("path"),
+            pl.col(name).str.replace(r"_w\d.*$", "").alias("filename"),
+            pl.concat_list(pl.col(name)).alias("channel_paths"),
+            well.alias("well"),
+            site.alias("site"),
+            pl.lit(["f_nucleus"], pl.List(pl.String)).alias("channels"),
+        )
+
+    def _from_images(self, raw: Path, files: list[Path]) -> pl.DataFrame:
+        frame = path_frame(raw, files).with_columns(
+            pl.col("file").str.extract(r"z_(\d+)", 1).alias("z"),
+            pl.col("name").str.extract(FIELD_RE, 1).str.to_uppercase().alias("well"),
+            pl.col("name").str.extract(FIELD_RE, 2).alias("site"),
+            pl.col("name").str.extract(FIELD_RE, 3).alias("w"),
+        )
+        frame = frame.filter(pl.all_horizontal(pl.col("z", "well", "site", "w").is_not_null()))
+        return (
+            frame.sort("w")
+            .group_by("z", "dir", "well", "site", maintain_order=True)
+            .agg(pl.col("file").alias("channel_paths"), pl.col("name").first())
+            .select(
+                ("z" + pl.col("z") + "_" + pl.col("well") + "_s" + pl.col("site")).alias("key"),
+                pl.col("dir").alias("path"),
+                pl.col("name").str.replace(r"_w\d.*$", "").alias("filename"),
+                "channel_paths",
+                "well",
+                "site",
+            )
+            .sort("key")
+        )
+
+
+#: BBBC017 plate-map gene names that are controls, and their kind.
+BBBC017_CONTROLS = {
+    "EMPTY": "empty well",
+    "shLuc": "negative control",
+    "PGK-GFP": "negative control",
+    "shLamin": "positive control",
+}
+#: ``AS_09125_<barcode>_<well>f<site>d<channel>.DIB`` (also ``_<well>_s<site>d<n>``).
+DIB_RE = r"_([A-P]\d{2})(?:f|_s)(\d+)d(\d)\.[dD][iI][bB]$"
+
+
+class Bbbc017Adapter(SourceAdapter):
+    """BBBC017: the shRNA plate map, joined to the ``.DIB`` fields when they are present.
+
+    Images: 28 plate folders (``NIRHTa-001`` … ``NIRHTa+014``, two replicates per plate
+    number) × 384 wells × 6 fields, channels ``d0 d1 d2``. The plate number is the
+    folder's trailing number (as the original did), joined to ``384-Plate#``. Without
+    images the rows are the 5,760 *wells* of the plate map, with glob-pattern channel
+    paths (the barcode in the file names is not in the map). ``class`` (the target's
+    gene family, ``;``-joined) becomes ``phenotype`` unless ``class_as_phenotype`` is off.
+    """
+
+    class_as_phenotype: bool = True
+
+    def read(self, raw: Path) -> pl.DataFrame:
+        """Return one record per field (images present) or per plate-map well."""
+        path = self.metadata_paths(raw)[0]
+        plate_map = read_excel(path)
+        require_columns(plate_map, ["384-Plate#", "384-well", "gene name", "class"], path)
+        gene = pl.col("gene name")
+        labels = plate_map.select(
+            pl.col("384-Plate#").cast(pl.Int64, strict=False).alias("plate_no"),
+            pl.col("384-well").str.to_uppercase().alias("well"),
+            pl.when(gene.is_in(list(BBBC017_CONTROLS)) | (gene == "UNK"))
+            .then(None)
+            .otherwise(gene)
+            .alias("gene"),
+            gene.replace_strict(BBBC017_CONTROLS, default=None).alias("control"),
+            pl.col("class")
+            .str.split(";")
+            .list.eval(pl.element().filter(~pl.element().str.starts_with("geneCards.")))
+            .list.eval(pl.element().filter(pl.element() != "NONE"))
+            .list.unique(maintain_order=True)
+            .alias("phenotype"),
+        )
+        if not self.class_as_phenotype:
+            labels = labels.drop("phenotype")
+        files = walk(raw, (".dib",))
+        if not files:
+            return labels.select(
+                pl.format("p{}_{}", pl.col("plate_no"), "well").alias("key"),
+                pl.format("NIRHTa*{}", pl.col("plate_no").cast(pl.String).str.zfill(3)).alias(
+                    "path"
+                ),
+                pl.col("well").alias("filename"),
+                pl.concat_list(
+                    pl.format(
+                        "NIRHTa*{}/*_{}f*d" + str(d) + ".DIB",
+                        pl.col("plate_no").cast(pl.String).str.zfill(3),
+                        "well",
+                    )
+                    for d in range(3)
+                ).alias("channel_paths"),
+                pl.col("plate_no").cast(pl.String).alias("plate"),
+                "well",
+                pl.exclude("plate_no", "well"),
+            )
+        frame = path_frame(raw, files).with_columns(
+            pl.col("dir").str.extract(r"([^/]*)$").alias("plate"),
+            pl.col("name").str.extract(DIB_RE, 1).alias("well"),
+            pl.col("name").str.extract(DIB_RE, 2).alias("site"),
+            pl.col("name").str.extract(DIB_RE, 3).alias("d"),
+        )
+        fields = (
+            frame.filter(pl.col("well").is_not_null())
+            .with_columns(
+                pl.col("plate").str.extract(r"(\d+)\D*$").cast(pl.Int64).alias("plate_no")
+            )
+            .sort("d")
+            .group_by("dir", "plate", "plate_no", "well", "site", maintain_order=True)
+            .agg(pl.col("file").alias("channel_paths"), pl.col("name").first())
+        )
+        return (
+            fields.join(labels, on=["plate_no", "well"], how="left")
+            .select(
+                (pl.col("plate") + "_" + pl.col("well") + "_s" + pl.col("site")).alias("key"),
+                pl.col("dir").alias("path"),
+                pl.col("name").str.replace(r"d\d\.[dD][iI][bB]$", "").alias("filename"),
+                "channel_paths",
+                "plate",
+                "well",
+                "site",
+                pl.exclude("dir", "plate", "plate_no", "well", "site", "name", "channel_paths"),
+            )
+            .sort("key")
+        )
+
+
+#: DSB2018 ``Usage`` → the folder its images are published in.
+BBBC038_SPLITS = {
+    "Public": "stage1_test",
+    "Private": "stage2_test_final",
+    "Ignored": "stage2_test_final",
+}
+
+
+class Bbbc038Adapter(SourceAdapter):
+    """BBBC038 (DSB2018): one record per ``ImageId`` at ``<split>/<id>/images/<id>.png``.
+
+    Solution CSVs name the split by ``Usage`` (``Public`` → ``stage1_test``, ``Private``
+    and ``Ignored`` → ``stage2_test_final``); ``stage1_train_labels.csv`` (no ``Usage``)
+    lists ``stage1_train``. Image folders present on disk are enumerated too, so the
+    ``stage1_train`` tree alone is enough. No class labels: the catalog's constants apply.
+    """
+
+    def read(self, raw: Path) -> pl.DataFrame:
+        """Return one record per image, from the CSVs and any image folders present."""
+        parts = [self._from_images(raw)]
+        for path in find_files(raw, self.info.metadata_files):
+            table = read_delimited(path)
+            require_columns(table, ["ImageId"], path)
+            split = (
+                pl.col("Usage").replace_strict(BBBC038_SPLITS, default="stage2_test_final")
+                if "Usage" in table.columns
+                else pl.lit("stage1_train")
+            )
+            parts.append(table.select(pl.col("ImageId").alias("id"), split.alias("split")))
+        frame = pl.concat(parts).unique("id", keep="first", maintain_order=True)
+        if frame.height == 0:
+            self.metadata_paths(raw)  # raises the standard "no metadata" error
+        folder = pl.col("split") + "/" + pl.col("id") + "/images"
+        return frame.select(
+            pl.col("id").alias("key"),
+            folder.alias("path"),
+            (pl.col("id") + ".png").alias("filename"),
+            pl.concat_list(folder + "/" + pl.col("id") + ".png").alias("channel_paths"),
+            pl.col("split").alias("plate"),
+        ).sort("key")
+
+    @staticmethod
+    def _from_images(raw: Path) -> pl.DataFrame:
+        frame = path_frame(raw, walk(raw, (".png",)))
+        parsed = frame["file"].str.extract_groups(r"(?:^|/)([^/]+)/([^/]+)/images/([^/]+)\.png$")
+        return (
+            frame.with_columns(parsed.struct.rename_fields(["split", "id", "stem"]).alias("m"))
+            .unnest("m")
+            .filter(pl.col("id") == pl.col("stem"))
+            .select("id", "split")
+        )
+
+
+class Bbbc041Adapter(SourceAdapter):
+    """BBBC041 (malaria): one record per annotated *object* in ``training.json``/``test.json``.
+
+    The key is the image stem plus the box, ``<stem>_r<r0>-<r1>_c<c0>-<c1>`` (stable,
+    independent of list order); the record's ``filename`` is the smear image and the box
+    is only in the key, since the record contract has no box columns. ``cell_type`` is
+    the category (as the original cropped and labelled each box); ``difficult`` boxes
+    (no class given by the annotators) are kept but excluded.
+    """
+
+    def read(self, raw: Path) -> pl.DataFrame:
+        """Return one record per bounding box of every JSON file present."""
+        parts = []
+        for path in self.metadata_paths(raw):
+            try:
+                table = pl.DataFrame(json.loads(path.read_text(encoding="utf-8")))
+            except (ValueError, OSError) as exc:
+                raise MetadataError(f"{path}: not the BBBC041 JSON ({exc})") from exc
+            require_columns(table, ["image", "objects"], path)
+            base = relpath(path.parent, raw)
+            base = f"{base}/" if base != "." else ""
+            parts.append(
+                table.select(
+                    (
+                        base + pl.col("image").struct.field("pathname").str.strip_chars_start("/")
+                    ).alias("file"),
+                    "objects",
+                )
+            )
+        box = pl.col("bounding_box")
+        frame = (
+            pl.concat(parts)
+            .explode("objects")
+            .unnest("objects")
+            .with_columns(
+                *(
+                    box.struct.field(end).struct.field(axis).cast(pl.String).alias(f"{axis}{i}")
+                    for i, end in enumerate(("minimum", "maximum"))
+                    for axis in ("r", "c")
+                ),
+                pl.col("file").str.extract(r"([^/]*)$").alias("filename"),
+            )
+        )
+        stem = pl.col("filename").str.replace(r"\.\w+$", "")
+        key = pl.format("{}_r{}-{}_c{}-{}", stem, "r0", "r1", "c0", "c1")
+        frame = frame.with_columns(key.alias("key")).unique(
+            ["key", "category"], maintain_order=True
+        )
+        # The same box given two categories: keep both, told apart by category.
+        dup = pl.col("key").is_duplicated()
+        category = pl.col("category").str.to_lowercase()
+        difficult = category == "difficult"
+        return frame.select(
+            pl.when(dup).then(pl.col("key") + "_" + category).otherwise("key").alias("key"),
+            pl.col("file").str.replace(r"/?[^/]*$", "").alias("path"),
+            "filename",
+            pl.concat_list("file").alias("channel_paths"),
+            pl.when(difficult).then(None).otherwise(pl.col("category")).alias("cell_type"),
+            pl.when(difficult)
+            .then(pl.lit("bbbc041 box marked 'difficult': no class given"))
+            .alias("exclude_reason"),
+        ).sort("key")
+
+
+register(Bbbc006Adapter("bbbc006"))
+register(Bbbc017Adapter("bbbc017"))
+register(Bbbc021Adapter("bbbc021"))
+register(
+    CellPaintingAdapter(
+        "bbbc022",
+        PaintingLayout(
+            folder="BBBC022_v1_images_{plate}w{w}",
+            channels=((1, "Hoechst"), (2, "ER"), (3, "Syto"), (4, "Ph_golgi"), (5, "Mito")),
+            plate=("Image_Metadata_PlateID", "Image_Metadata_ASSAY_PLATE_BARCODE"),
+            labels={
+                "compound": (
+                    "Image_Metadata_SOURCE_COMPOUND_NAME",
+                    "Image_Metadata_BROAD_ID",
+                )
+            },
+            required=("compound",),
+        ),
+    )
+)
+register(
+    CellPaintingAdapter(
+        "bbbc025",
+        PaintingLayout(
+            folder="{plate}_{name}",
+            channels=(
+                (2, "ERSyto"),
+                (3, "ERSytoBleed"),
+                (1, "Hoechst"),
+                (5, "Mito"),
+                (4, "PhGolgi"),
+            ),
+            plate=(
+                "Image_Metadata_PlateID",
+                "Image_Metadata_Plate",
+                "Image_Metadata_ASSAY_PLATE_BARCODE",
+            ),
+            labels={
+                "gene": (
+                    "Image_Metadata_GeneSymbol",
+                    "Image_Metadata_Gene_Symbol",
+                    "Image_Metadata_Gene",
+                    "Image_Metadata_gene",
+                    "Image_Metadata_Symbol",
+                ),
+                "sirna": (
+                    "Image_Metadata_siRNA",
+                    "Image_Metadata_siRNA_ID",
+                    "Image_Metadata_RNAi",
+                    "Image_Metadata_BROAD_ID",
+                ),
+            },
+            required=("gene",),
+        ),
+    )
+)
+register(Bbbc038Adapter("bbbc038"))
+register(Bbbc041Adapter("bbbc041"))

@@ -1,1 +1,63 @@
-"""Adapters of the cil family (placeholder; filled in by the family's author)."""
+"""Adapter of the Cell Image Library Kinome Atlas (``cil_kinome``).
+
+The CIL serves each Kinome Atlas image as ``<cil id>.zip`` holding ``<cil id>.tif`` (a
+two-channel confocal image of HeLa cells: nucleus and a tagged kinase). The kinase group of
+each image is not in a machine-readable CIL table; the original authors compiled
+``cil_kinome_metadata.csv`` (``file_name`` = ``<cil id>.zip``, ``kinase`` = group such as
+``AGC``, ``TK``, ``Atypical``), which this adapter reads. As the original did, the group
+becomes the visible label ``<group> kinase``: the protein shown is a kinase of that group.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from cytoimagenet.errors import MetadataError
+from cytoimagenet.io.tables import read_delimited, require_columns
+from cytoimagenet.sources.base import SourceAdapter, register, relpath
+
+KINOME_COLUMNS: Final = ("file_name", "kinase")
+#: Appended to the kinase group to name what the protein channel shows.
+KINASE_SUFFIX: Final = " kinase"
+
+
+class KinomeAdapter(SourceAdapter):
+    """One record per CIL image listed in ``cil_kinome_metadata.csv``.
+
+    The image is ``<id>.tif`` beside the table once ``<id>.zip`` is unpacked; key = CIL id.
+    """
+
+    def read(self, raw: Path) -> pl.DataFrame:
+        """Return one record per listed image."""
+        paths = self.metadata_paths(raw)
+        if len(paths) > 1:
+            raise MetadataError(
+                f"several metadata files of source {self.name!r} found "
+                f"({', '.join(map(str, paths))}); keep one"
+            )
+        path = paths[0]
+        table = read_delimited(path)
+        require_columns(table, KINOME_COLUMNS, path)
+        stem = pl.col("file_name").str.replace(r"(?i)\.(zip|tiff?)$", "")
+        bad = table.filter(~stem.str.contains(r"^\d+$") | pl.col("kinase").is_null())
+        if bad.height:
+            raise MetadataError(
+                f"{path}: {bad.height} row(s) without a CIL id file name (<digits>.zip) or "
+                f"kinase group, e.g. {bad.row(0)}"
+            )
+        rel = relpath(path.parent, raw)
+        folder = "" if rel == "." else rel
+        prefix = f"{folder}/" if folder else ""
+        return table.select(
+            stem.alias("key"),
+            pl.lit(folder).alias("path"),
+            (stem + ".tif").alias("filename"),
+            pl.concat_list(pl.lit(prefix) + stem + ".tif").alias("channel_paths"),
+            (pl.col("kinase") + KINASE_SUFFIX).alias("cell_visible"),
+        )
+
+
+register(KinomeAdapter("cil_kinome"))
