@@ -115,6 +115,77 @@ class LabelJob(_Job):
         return value
 
 
+class QCConfig(_Job):
+    """Quality-control thresholds (see :class:`cytoimagenet.imaging.quality.QCThresholds`)."""
+
+    uniform_low: float = Field(default=0.1, ge=0, le=100)
+    uniform_high: float = Field(default=99.9, ge=0, le=100)
+    min_side: int = Field(default=16, ge=1)
+    crop_mean_low: float = 1.0
+    crop_mean_high: float = 254.0
+    dim_percentile: float = Field(default=75.0, ge=0, le=100)
+    mask_flat_fraction: float = Field(default=0.8, gt=0, le=1)
+    mask_max_levels: int = Field(default=4096, ge=2)
+
+
+class BuildJob(_Job):
+    """Build the dataset (PNGs + metadata) from a labels table and the raw images.
+
+    Attributes
+    ----------
+    labels : Path
+        Labels table written by ``cytoimagenet labels``.
+    root : Path
+        Raw data root: the files of source ``S`` lie under ``root/S/`` as its
+        ``channel_paths`` say.
+    out : Path
+        Dataset folder (created; an interrupted build here is resumed).
+    workers : int
+        Local worker processes.
+    scheduler : str, optional
+        Address of a dask distributed scheduler; replaces the local pool.
+    class_size : int
+        Classes are trimmed to this many images (paper: 1000).
+    min_class_size : int
+        Classes with fewer images after QC are dropped (published dataset: 500).
+    """
+
+    labels: Path
+    root: Path
+    out: Path
+    workers: int = Field(default=1, ge=1, le=512)
+    scheduler: str | None = None
+    seed: int = 0
+    class_size: int = Field(default=1000, ge=1)
+    min_class_size: int = Field(default=500, ge=1)
+    val_fraction: float = Field(default=0.1, ge=0, lt=1)
+    crops: bool = True
+    low: float = Field(default=0.1, ge=0, le=100)
+    high: float = Field(default=99.9, ge=0, le=100)
+    shard_size: int = Field(default=32, ge=1, le=100_000)
+    qc: QCConfig = QCConfig()
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_exist(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"{value}: no such labels table (run `cytoimagenet labels` first)")
+        return value
+
+    @field_validator("root")
+    @classmethod
+    def _root_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{value}: no such directory (the raw data root)")
+        return value
+
+    def fingerprint(self) -> dict[str, object]:
+        """Return the settings that decide the output (not how fast it is made)."""
+        return self.model_dump(
+            mode="json", exclude={"workers", "scheduler", "out", "root", "labels"}
+        )
+
+
 class QuickstartJob(_Job):
     """Run the main job on the embedded sample."""
 

@@ -9,13 +9,21 @@ from typing import Annotated
 import typer
 
 from cytoimagenet.cli._errors import friendly
-from cytoimagenet.config import LabelJob, MetadataJob, QuickstartJob, SampleJob, validate_job
+from cytoimagenet.config import (
+    BuildJob,
+    LabelJob,
+    MetadataJob,
+    QuickstartJob,
+    SampleJob,
+    validate_job,
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add the data commands to ``app``."""
     app.command("metadata")(metadata)
     app.command("labels")(labels)
+    app.command("build")(build)
     app.command("sample")(sample)
     app.command("quickstart")(quickstart)
 
@@ -107,3 +115,44 @@ def quickstart(
     result = run_quickstart(job)
     typer.echo(format_summary(result.summary))
     typer.echo(f"\nraw sample: {result.raw}\nmetadata:   {result.metadata}")
+
+
+@friendly
+def build(
+    labels: Annotated[Path, typer.Option(help="Labels table from `cytoimagenet labels`.")],
+    root: Annotated[Path, typer.Option(help="Raw data root: source S's files under ROOT/S/.")],
+    out: Annotated[Path, typer.Option(help="Dataset folder (an interrupted build is resumed).")],
+    workers: Annotated[
+        int | None, typer.Option(help="Local worker processes [default: all cores].")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="dask scheduler address, e.g. tcp://host:8786.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (crops, trimming, split).")] = 0,
+    class_size: Annotated[int, typer.Option(help="Trim classes to this many images.")] = 1000,
+    min_class_size: Annotated[int, typer.Option(help="Drop classes smaller than this.")] = 500,
+    val_fraction: Annotated[float, typer.Option(help="Share of each class in val.")] = 0.1,
+    crops: Annotated[bool, typer.Option(help="Make multi-scale crops.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Standardise, crop, QC and write the labelled images as PNGs + metadata."""
+    from cytoimagenet.curation.build import run_build
+    from cytoimagenet.curation.build.report import format_report
+    from cytoimagenet.parallel import default_workers
+
+    job = validate_job(
+        BuildJob,
+        labels=labels,
+        root=root,
+        out=out,
+        workers=workers or default_workers(),
+        scheduler=scheduler,
+        seed=seed,
+        class_size=class_size,
+        min_class_size=min_class_size,
+        val_fraction=val_fraction,
+        crops=crops,
+    )
+    result = run_build(job, progress=progress)
+    typer.echo(format_report(result.report))
+    typer.echo(f"\nwrote {result.metadata}")
