@@ -191,6 +191,7 @@ class QuickstartJob(_Job):
 
     out: Path = Path("runs/quickstart")
     seed: int = 0
+    workers: int = Field(default=1, ge=1, le=512)
 
 
 def validate_job(model: type[J], **values: object) -> J:

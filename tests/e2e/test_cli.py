@@ -85,11 +85,38 @@ def test_metadata_on_an_empty_raw_folder_names_the_expected_file(tmp_path: Path)
 
 
 def test_quickstart(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["quickstart", "--out", str(tmp_path / "qs")])
+    args = ["quickstart", "--out", str(tmp_path / "qs"), "--workers", "1", "--no-progress"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "rows: 96" in result.output and "controls: negative 24" in result.output
     table = pl.read_parquet(tmp_path / "qs" / "metadata" / "sample.parquet")
     assert table.height == 96
+    assert "images in the dataset: 384 in 4 classes (48 val)" in result.output
+    dataset = pl.read_parquet(tmp_path / "qs" / "dataset" / "metadata.parquet")
+    assert dataset.height == 384 and dataset["crop"].all()
+    assert len(list((tmp_path / "qs" / "dataset").rglob("*.png"))) == 384
+
+
+def test_build_command_errors_and_output(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    generate_sample(raw / "sample", SampleSpec(plates=1, sites=2, size=150, cells=4))
+    meta = tmp_path / "sample.parquet"
+    runner.invoke(app, ["metadata", "sample", "--raw", str(raw / "sample"), "--out", str(meta)])
+    labels = tmp_path / "labels.parquet"
+    result = runner.invoke(
+        app, ["labels", "--metadata", str(meta), "--out", str(labels), "--threshold", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    base = ["build", "--labels", str(labels), "--out", str(tmp_path / "ds"), "--no-progress"]
+    missing = runner.invoke(app, [*base, "--root", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "no such directory" in missing.output
+    wrong = runner.invoke(app, [*base, "--root", str(tmp_path)])
+    assert wrong.exit_code == 1 and "no folder for source(s) sample" in wrong.output
+    ok = runner.invoke(app, [*base, "--root", str(raw), "--min-class-size", "2", "--workers", "1"])
+    assert ok.exit_code == 0, ok.output
+    assert "# Build report" in ok.output and "metadata.parquet" in ok.output
+    provenance = json.loads((tmp_path / "ds" / "provenance.json").read_text())
+    assert provenance["command"] == "build" and provenance["config"]["min_class_size"] == 2
 
 
 def test_labels_command_writes_table_report_and_provenance(tmp_path: Path) -> None:

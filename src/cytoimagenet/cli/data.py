@@ -103,21 +103,6 @@ def sample(
 
 
 @friendly
-def quickstart(
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/quickstart"),
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-) -> None:
-    """Run the main job on the embedded sample and print what it produced."""
-    from cytoimagenet.curation.summary import format_summary
-    from cytoimagenet.quickstart import run_quickstart
-
-    job = validate_job(QuickstartJob, out=out, seed=seed)
-    result = run_quickstart(job)
-    typer.echo(format_summary(result.summary))
-    typer.echo(f"\nraw sample: {result.raw}\nmetadata:   {result.metadata}")
-
-
-@friendly
 def build(
     labels: Annotated[Path, typer.Option(help="Labels table from `cytoimagenet labels`.")],
     root: Annotated[Path, typer.Option(help="Raw data root: source S's files under ROOT/S/.")],
@@ -133,6 +118,7 @@ def build(
     min_class_size: Annotated[int, typer.Option(help="Drop classes smaller than this.")] = 500,
     val_fraction: Annotated[float, typer.Option(help="Share of each class in val.")] = 0.1,
     crops: Annotated[bool, typer.Option(help="Make multi-scale crops.")] = True,
+    shard_size: Annotated[int, typer.Option(help="Fields per task (unit of resumption).")] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Standardise, crop, QC and write the labelled images as PNGs + metadata."""
@@ -152,7 +138,34 @@ def build(
         min_class_size=min_class_size,
         val_fraction=val_fraction,
         crops=crops,
+        shard_size=shard_size,
     )
     result = run_build(job, progress=progress)
     typer.echo(format_report(result.report))
     typer.echo(f"\nwrote {result.metadata}")
+
+
+@friendly
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/quickstart"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes for the build [default: all cores].")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run the main job on the embedded sample: metadata → labels → dataset build."""
+    from cytoimagenet.curation.build.report import format_report
+    from cytoimagenet.curation.summary import format_summary
+    from cytoimagenet.parallel import default_workers
+    from cytoimagenet.quickstart import run_quickstart
+
+    job = validate_job(QuickstartJob, out=out, seed=seed, workers=workers or default_workers())
+    result = run_quickstart(job, progress=progress)
+    typer.echo(format_summary(result.summary))
+    typer.echo("")
+    typer.echo(format_report(result.build.report))
+    typer.echo(
+        f"\nraw sample: {result.raw}\nmetadata:   {result.metadata}\nlabels:     {result.labels}"
+        f"\ndataset:    {result.build.metadata.parent}"
+    )
