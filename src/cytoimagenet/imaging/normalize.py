@@ -53,12 +53,14 @@ def percentile_bounds(
     n = flat.size
     out = []
     for q in (low, high):
-        pos = (n - 1) * q / 100.0
+        # numpy's own arithmetic (method="linear"), so the results agree to the last bit.
+        pos = (q / 100.0) * (n - 1)
         below = int(np.floor(pos))
-        frac = pos - below
-        v0 = _order_stat_from_hist(cum, below)
-        v1 = _order_stat_from_hist(cum, min(below + 1, n - 1)) if frac else v0
-        out.append(v0 + (v1 - v0) * frac)
+        t = pos - below
+        a = float(_order_stat_from_hist(cum, below))
+        b = float(_order_stat_from_hist(cum, min(below + 1, n - 1)))
+        diff = b - a
+        out.append(b - diff * (1.0 - t) if t >= 0.5 else a + diff * t)
     return float(out[0]), float(out[1])
 
 
@@ -90,8 +92,11 @@ def normalize(
         return np.take(_unit_lut(image.dtype, lo, hi, 1.0).astype(np.float32), image)
     if not hi > lo:
         return np.zeros(image.shape, np.float32)
-    out = (image.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)
-    return np.clip(out, 0.0, 1.0, out=out)
+    # float64 data keeps float64 arithmetic: a narrow range on a large offset would vanish
+    # in float32 before the subtraction.
+    work = np.float64 if image.dtype == np.float64 else np.float32
+    out = (image.astype(work) - work(lo)) / work(hi - lo)
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
 
 
 def _to_merged_scale(image: np.ndarray, low: float, high: float) -> np.ndarray:

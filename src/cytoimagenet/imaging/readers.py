@@ -63,17 +63,37 @@ def _flex_factors(xml: str, n_pages: int) -> list[float] | None:
     return factors if len(factors) == n_pages else None
 
 
+def _tiff_page_planes(page: object) -> list[Plane]:
+    """Grey planes of one TIFF page, using its tags rather than guessing from the shape."""
+    import tifffile
+
+    array = page.asarray()  # type: ignore[attr-defined]
+    samples = int(page.samplesperpixel)  # type: ignore[attr-defined]
+    if samples == 1:
+        return [array] if array.ndim == 2 else list(array.reshape(-1, *array.shape[-2:]))
+    if page.planarconfig == tifffile.PLANARCONFIG.CONTIG:  # type: ignore[attr-defined]
+        array = np.moveaxis(array, -1, 0)  # samples first, like the separate layout
+    array = array.reshape(-1, samples, *array.shape[-2:])  # (depth, samples, H, W)
+    extra = len(page.extrasamples)  # type: ignore[attr-defined]
+    colour = samples - extra
+    if page.photometric == tifffile.PHOTOMETRIC.RGB and colour >= 3:  # type: ignore[attr-defined]
+        # RGB: grey is the mean of the colour samples; alpha carries no signal.
+        return list(array[:, :3].mean(axis=1, dtype=np.float32))
+    # Other multi-sample pages: each colour sample is a channel of its own.
+    return [plane for volume in array for plane in volume[:colour]]
+
+
 def _read_tiff(path: Path) -> list[Plane]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         if not tif.pages:
             raise ValueError("no pages")
-        page0 = tif.pages[0]
-        xml_tag = page0.tags.get(FLEX_XML_TAG)  # type: ignore[union-attr]
-        planes = [p for page in tif.pages for p in _grey(page.asarray())]  # type: ignore[union-attr]
-    if xml_tag is not None:
-        factors = _flex_factors(str(xml_tag.value), len(planes))
+        xml_tag = tif.pages[0].tags.get(FLEX_XML_TAG)  # type: ignore[union-attr]
+        xml = str(xml_tag.value) if xml_tag is not None else None
+        planes = [p for page in tif.pages for p in _tiff_page_planes(page)]
+    if xml is not None:
+        factors = _flex_factors(xml, len(planes))
         if factors and any(f != 1.0 for f in factors):
             # Bio-Formats semantics: 8-bit FLEX planes are scaled by their Factor.
             planes = [p.astype(np.float32) * f for p, f in zip(planes, factors, strict=True)]
