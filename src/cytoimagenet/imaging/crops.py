@@ -29,9 +29,14 @@ class CropBox:
     y_min: int
     y_max: int
 
+    @property
+    def region(self) -> tuple[slice, slice]:
+        """The crop as (rows, columns) slices."""
+        return slice(self.y_min, self.y_max), slice(self.x_min, self.x_max)
+
     def cut(self, image: np.ndarray) -> np.ndarray:
         """Return the crop of ``image`` (a view)."""
-        return image[self.y_min : self.y_max, self.x_min : self.x_max]
+        return image[self.region]
 
 
 def crops_per_image(class_size: int) -> int:

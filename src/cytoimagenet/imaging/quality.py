@@ -7,11 +7,12 @@ Each predicate returns ``True`` when the image must be *rejected*. Thresholds li
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from cytoimagenet.imaging.normalize import percentile_bounds
+from cytoimagenet.imaging.normalize import PlaneStats, percentile_bounds
 
 
 @dataclass(frozen=True)
@@ -59,16 +60,20 @@ def is_binary(image: np.ndarray) -> bool:
     return other.size > 0 and bool((other == other.flat[0]).all())
 
 
-def is_label_mask(image: np.ndarray, flat_fraction: float = 0.8, max_levels: int = 4096) -> bool:
+def is_label_mask(
+    image: np.ndarray, flat_fraction: float = 0.8, max_levels: int = 4096, *, row_step: int = 1
+) -> bool:
     """Detect a piecewise-constant integer image: an instance or class mask, not a micrograph.
 
     Micrographs carry noise, so neighbouring foreground pixels rarely share a value; in a
     label mask almost all of them do. Only pairs where both pixels are non-zero count, so
-    dark backgrounds do not make a real image look flat.
+    dark backgrounds do not make a real image look flat. ``row_step`` > 1 estimates the share
+    from every ``row_step``-th row.
     """
     if image.dtype.kind not in "ui":
         return False
-    left, right = image[:, :-1], image[:, 1:]
+    rows = image[::row_step]
+    left, right = rows[:, :-1], rows[:, 1:]
     both = (left != 0) & (right != 0)
     n = int(both.sum())
     if n < 64:
@@ -94,17 +99,37 @@ def mean_out_of_range(image: np.ndarray, low: float = 1.0, high: float = 254.0) 
     return not low < mean < high
 
 
-def whole_image_reason(image: np.ndarray, qc: QCThresholds) -> str | None:
-    """Return why a merged 8-bit field must be rejected, or ``None`` if it passes."""
-    if is_too_small(image, qc.min_side):
+def field_reason(stats: Sequence[PlaneStats], qc: QCThresholds) -> str | None:
+    """Return why a field (its planes, summarised) must be rejected, or ``None``.
+
+    The checks run on the planes at full bit depth, before merging, so a field that will
+    be cropped never needs its whole merge: *uniform* when every plane is uniform (the merge
+    of uniform planes is blank), *binary-mask* / *label-mask* when any plane is one (a mask
+    channel would contaminate the merge).
+    """
+    if is_too_small(stats[0].plane, qc.min_side):
         return "too-small"
-    if is_uniform(image, qc.uniform_low, qc.uniform_high):
+    if all(
+        st.peak == 0 or st.percentile(qc.uniform_low) == st.percentile(qc.uniform_high)
+        for st in stats
+    ):
         return "uniform"
-    if is_binary(image):
-        return "binary-mask"
-    if is_label_mask(image, qc.mask_flat_fraction, qc.mask_max_levels):
-        return "label-mask"
+    for st in stats:
+        if is_binary(st.plane) if st.cum is None else st.levels == 2:
+            return "binary-mask"
+    for st in stats:
+        if (
+            st.cum is not None
+            and st.levels <= qc.mask_max_levels
+            and is_label_mask(st.plane, qc.mask_flat_fraction, qc.mask_max_levels, row_step=16)
+        ):
+            return "label-mask"
     return None
+
+
+def whole_image_reason(image: np.ndarray, qc: QCThresholds) -> str | None:
+    """Return why a single image must be rejected, or ``None`` if it passes."""
+    return field_reason([PlaneStats.of(image)], qc)
 
 
 def crop_reason(crop: np.ndarray, qc: QCThresholds) -> str | None:

@@ -25,6 +25,9 @@ Plane = np.ndarray
 #: TIFF tag that holds the Opera/Evotec FLEX XML.
 FLEX_XML_TAG: Final = 65200
 
+#: Compressions that OpenCV's libtiff decodes faster than tifffile (measured: LZW 2x).
+_LIBTIFF_FASTER: Final = frozenset({5})  # 5 = LZW
+
 
 class ImageReadError(CytoImageNetError):
     """An image file is missing, truncated or in a form we cannot decode.
@@ -83,15 +86,42 @@ def _tiff_page_planes(page: object) -> list[Plane]:
     return [plane for volume in array for plane in volume[:colour]]
 
 
+def _read_with_libtiff(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> Plane | None:
+    """Decode a single-plane TIFF with OpenCV's libtiff; ``None`` if it disagrees on layout."""
+    import cv2
+
+    plane = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if plane is None or plane.shape != shape or plane.dtype != dtype:
+        return None
+    return plane
+
+
 def _read_tiff(path: Path) -> list[Plane]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         if not tif.pages:
             raise ValueError("no pages")
-        xml_tag = tif.pages[0].tags.get(FLEX_XML_TAG)  # type: ignore[union-attr]
+        page = tif.pages[0]
+        xml_tag = page.tags.get(FLEX_XML_TAG)  # type: ignore[union-attr]
         xml = str(xml_tag.value) if xml_tag is not None else None
-        planes = [p for page in tif.pages for p in _tiff_page_planes(page)]
+        single = (
+            len(tif.pages) == 1
+            and xml is None
+            and page.samplesperpixel == 1  # type: ignore[union-attr]
+            and page.compression in _LIBTIFF_FASTER  # type: ignore[union-attr]
+        )
+        if single:
+            layout = (page.shape, page.dtype)  # type: ignore[union-attr]
+        else:
+            planes = [p for page in tif.pages for p in _tiff_page_planes(page)]
+    if single:
+        # libtiff decodes LZW about twice as fast as tifffile's codec, with the same result.
+        plane = _read_with_libtiff(path, *layout)
+        if plane is not None:
+            return [plane]
+        with tifffile.TiffFile(path) as tif:
+            planes = _tiff_page_planes(tif.pages[0])
     if xml is not None:
         factors = _flex_factors(xml, len(planes))
         if factors and any(f != 1.0 for f in factors):
