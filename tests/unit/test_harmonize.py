@@ -38,8 +38,13 @@ def test_normalize_token(raw: str | None, expected: str | None) -> None:
     assert normalize_token(raw) == expected
 
 
+# Characters unassigned in this Python's Unicode database are left out: polars (Rust) may know
+# a newer Unicode version with case mappings that Python's str.lower() does not have yet.
+_ASSIGNED = st.characters(exclude_categories=("Cn", "Cs"))
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.text(max_size=20), min_size=1, max_size=20))
+@given(st.lists(st.text(_ASSIGNED, max_size=20), min_size=1, max_size=20))
 def test_vectorised_normalisation_matches_the_scalar_rule(values: list[str]) -> None:
     got = pl.Series(values, dtype=pl.String).to_frame("v").select(_normalize_expr(pl.col("v")))
     assert got.to_series().to_list() == [normalize_token(v) for v in values]
