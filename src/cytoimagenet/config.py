@@ -194,7 +194,7 @@ class QuickstartJob(_Job):
     workers: int = Field(default=1, ge=1, le=512)
 
 
-def validate_job(model: type[J], **values: object) -> J:
+def validate_job(job_type: type[J], /, **values: object) -> J:
     """Build and validate a job, turning pydantic's error into a :class:`ConfigError`.
 
     Raises
@@ -207,11 +207,11 @@ def validate_job(model: type[J], **values: object) -> J:
     from cytoimagenet.errors import UnknownSourceError
 
     try:
-        return model(**values)
+        return job_type(**values)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or model.__name__
+            where = ".".join(str(p) for p in err["loc"]) or job_type.__name__
             lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid options:\n" + "\n".join(lines)) from None
     except UnknownSourceError as exc:

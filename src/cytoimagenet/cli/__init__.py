@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cytoimagenet import __version__
-from cytoimagenet.cli import data, sources
+from cytoimagenet.cli import data, features, sources, train
 
 app = typer.Typer(
     name="cytoimagenet",
@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(sources.app, name="sources")
 data.register(app)
+features.register(app)
+train.register(app)
 
 
 def _version(value: bool) -> None:

@@ -132,6 +132,12 @@ def _scale_into(
     if not hi > lo:
         out.fill(0)
         return out
+    if region.dtype == np.uint8 and out.dtype == np.float32 and region.ndim == 2:
+        import cv2
+
+        # 8-bit data: a 256-entry table, applied by OpenCV in one pass.
+        table = np.clip((np.arange(256, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0) * scale
+        return cv2.LUT(region, table.astype(np.float32), dst=out)
     # float64 data keeps float64 arithmetic: a narrow range on a large offset would vanish
     # in float32 before the subtraction.
     np.subtract(region, lo, out=out, dtype=out.dtype, casting="unsafe")
@@ -218,6 +224,16 @@ def renormalize(
     """Re-normalise a merged (crop) image to its own percentiles; returns ``uint8``."""
     st = stats or PlaneStats.of(merged)
     lo, hi = st.bounds(low, high)
+    if merged.dtype == np.uint16 and merged.ndim == 2:
+        import cv2
+
+        if not hi > lo:
+            return np.zeros(merged.shape, np.uint8)
+        # Clip below at lo, then scale-and-round with saturation at 255: two OpenCV passes
+        # instead of a 64-bit-indexed table lookup.
+        low_clipped = cv2.max(merged, float(lo))
+        alpha = 255.0 / (hi - lo)
+        return cv2.convertScaleAbs(low_clipped, alpha=alpha, beta=-lo * alpha)
     if merged.dtype in _HIST_DTYPES:
         # Lookup table over the values present only (up to the peak), not the whole dtype.
         values = np.arange(int(st.peak) + 1, dtype=np.float64)

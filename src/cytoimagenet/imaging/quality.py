@@ -90,12 +90,21 @@ def is_too_small(image: np.ndarray, min_side: int = 16) -> bool:
 
 def is_dim(image: np.ndarray, percentile: float = 75.0) -> bool:
     """Detect a mostly black image: its ``percentile``-th value is 0."""
-    return percentile_bounds(image, percentile, percentile)[0] == 0
+    if image.dtype.kind != "u" or image.ndim != 2:
+        return percentile_bounds(image, percentile, percentile)[0] == 0
+    import cv2
+
+    # Non-negative data: the interpolated percentile is 0 exactly when enough pixels are 0
+    # that both order statistics around it are 0 — a count, no histogram needed.
+    pos = (percentile / 100.0) * (image.size - 1)
+    below = int(np.floor(pos))
+    zeros = image.size - cv2.countNonZero(image)
+    return zeros > below and (pos == below or zeros > below + 1)
 
 
 def mean_out_of_range(image: np.ndarray, low: float = 1.0, high: float = 254.0) -> bool:
     """Detect all black or all white: the mean is outside the open interval (low, high)."""
-    mean = float(image.mean())
+    mean = float(image.mean(dtype=np.float64))
     return not low < mean < high
 
 

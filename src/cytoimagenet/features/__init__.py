@@ -1,0 +1,1 @@
+"""Feature extraction: penultimate-layer features in the paper's four modes, and fusion."""

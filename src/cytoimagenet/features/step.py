@@ -1,0 +1,184 @@
+"""The ``extract`` step: an images table + a model spec → a features Parquet file.
+
+Model specs: ``random``, ``imagenet``, ``lite0-imagenet``, ``keras:PATH``, a checkpoint or
+weights file, or ``fusion:A+B`` (features of A and B, each z-scored over the images, then
+concatenated — the paper's headline model).
+
+The output follows the pycytominer convention: ``Metadata_<column>`` for every scalar column
+of the images table, then ``feature_NNNNN`` columns (concat modes: channel-major blocks of the
+backbone's width). The Parquet schema metadata records the spec, mode, size and versions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import Field, field_validator
+
+from cytoimagenet.config import _Job
+from cytoimagenet.errors import ConfigError
+from cytoimagenet.features.extract import extract_features, fuse
+from cytoimagenet.features.inputs import MODES
+from cytoimagenet.io.atomic import atomic_path
+from cytoimagenet.provenance import environment, write_provenance
+
+FUSION_PREFIX = "fusion:"
+
+
+class ExtractJob(_Job):
+    """Extract features of every image in a table.
+
+    Attributes
+    ----------
+    model : str
+        Model spec (see the module docstring).
+    images : Path
+        Table (Parquet or CSV) with ``channel_paths`` (a list, or ``|``-joined) or
+        ``path`` + ``filename`` columns, relative to ``root``.
+    root : Path, optional
+        Folder the paths are relative to; the table's folder by default.
+    arch : str
+        timm architecture for ``random`` and ``imagenet``.
+    size : int or None
+        Resize inputs to this side; ``None`` is ``--size native``.
+    """
+
+    model: str
+    images: Path
+    out: Path
+    root: Path | None = None
+    mode: Literal["concat-norm", "concat", "merge-norm", "merge"] = "concat-norm"
+    size: int | None = Field(default=224, ge=8)
+    arch: str = "efficientnet_b0"
+    in_chans: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    workers: int = Field(default=2, ge=1)
+    device: str = "cpu"
+    seed: int = 0
+
+    @field_validator("images")
+    @classmethod
+    def _images_exist(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"{value}: no such images table")
+        return value
+
+    @field_validator("out")
+    @classmethod
+    def _parquet_out(cls, value: Path) -> Path:
+        if value.suffix != ".parquet":
+            raise ValueError(f"{value}: the output must be a .parquet file")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _fusion_parts(cls, value: str) -> str:
+        if value.startswith(FUSION_PREFIX):
+            parts = value.removeprefix(FUSION_PREFIX).split("+")
+            if len(parts) < 2 or not all(parts):
+                raise ValueError(
+                    f"{value!r}: write fusion as fusion:A+B (e.g. fusion:imagenet+ckpt.pt)"
+                )
+        return value
+
+
+def read_images_table(path: Path, root: Path | None) -> tuple[pl.DataFrame, list[list[Path]]]:
+    """Read an images table and resolve every row's channel files.
+
+    A built dataset's metadata (it has ``sha256`` and ``dset``) points at its PNGs through
+    ``path``/``filename``; any other table uses ``channel_paths`` when it has them.
+
+    Raises
+    ------
+    ConfigError
+        When the table has neither ``channel_paths`` nor ``path``/``filename``, or a row has
+        no files.
+    """
+    frame = (
+        pl.read_csv(path, infer_schema=False) if path.suffix == ".csv" else pl.read_parquet(path)
+    )
+    base = root or path.parent
+    built = {"sha256", "dset", "path", "filename"} <= set(frame.columns)
+    if "channel_paths" in frame.columns and not built:
+        column = frame["channel_paths"]
+        lists = column.str.split("|") if column.dtype == pl.String else column
+        rel = lists.to_list()
+    elif {"path", "filename"} <= set(frame.columns):
+        rel = [[f"{p}/{f}"] for p, f in frame.select("path", "filename").iter_rows()]
+    else:
+        raise ConfigError(
+            f"{path}: needs a 'channel_paths' column (list or '|'-joined) or 'path' and "
+            "'filename' columns, relative to --root"
+        )
+    empty = [i for i, r in enumerate(rel) if not r]
+    if empty:
+        raise ConfigError(f"{path}: row {empty[0]} lists no image files")
+    return frame, [[base / f for f in r] for r in rel]
+
+
+def metadata_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Scalar columns as ``Metadata_<name>``; list columns ``|``-joined."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if isinstance(dtype, pl.List):
+            col = col.list.join("|")
+        elif dtype.is_nested() or dtype == pl.Object:
+            continue
+        exprs.append(col.alias(name if name.startswith("Metadata_") else f"Metadata_{name}"))
+    return frame.select(exprs)
+
+
+def _features_for(
+    spec: str, job: ExtractJob, files: list[list[Path]], progress: bool
+) -> np.ndarray:
+    from cytoimagenet.models.factory import create_backbone
+
+    backbone = create_backbone(job.arch, weights=spec, in_chans=job.in_chans, seed=job.seed)
+    return extract_features(
+        backbone,
+        files,
+        MODES[job.mode],
+        job.size,
+        batch_size=job.batch_size,
+        workers=job.workers,
+        device=job.device,
+        progress=progress,
+    )
+
+
+def write_features(meta: pl.DataFrame, features: np.ndarray, out: Path, info: dict) -> None:
+    """Write ``Metadata_*`` + ``feature_*`` columns to Parquet, atomically, with ``info``."""
+    import pyarrow.parquet as pq
+
+    names = [f"feature_{i:05d}" for i in range(features.shape[1])]
+    table = pl.concat([meta, pl.from_numpy(features, schema=names)], how="horizontal").to_arrow()
+    table = table.replace_schema_metadata({b"cytoimagenet": json.dumps(info).encode()})
+    with atomic_path(out) as tmp:
+        # pyarrow writes it: polars cannot attach schema metadata.
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def run_extract(job: ExtractJob, *, progress: bool = True) -> pl.DataFrame:
+    """Extract, write ``job.out`` (+ ``.provenance.json``) and return the metadata columns."""
+    frame, files = read_images_table(job.images, job.root)
+    if job.model.startswith(FUSION_PREFIX):
+        specs = job.model.removeprefix(FUSION_PREFIX).split("+")
+        features = fuse([_features_for(s, job, files, progress) for s in specs])
+    else:
+        features = _features_for(job.model, job, files, progress)
+    meta = metadata_columns(frame)
+    info = {"config": job.resolved(), "environment": environment(), "shape": features.shape}
+    write_features(meta, features, job.out, info)
+    write_provenance(
+        job.out.with_name(f"{job.out.stem}.provenance.json"),
+        command="extract",
+        config=job.resolved(),
+        inputs=[job.images],
+        extra={"images": features.shape[0], "features": features.shape[1]},
+    )
+    return meta
