@@ -1,0 +1,1 @@
+"""Backbones (timm), weight sources and conversions, checkpoints."""
