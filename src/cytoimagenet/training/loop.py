@@ -1,0 +1,530 @@
+"""The ``pretrain`` loop: Adam + cross-entropy on rotated images, as the paper (§2.11).
+
+Files under the run folder (only the first process writes):
+
+* ``config.json`` — the resolved job; ``provenance.json`` — versions and the dataset checksum.
+* ``metrics.csv`` — one row per epoch (:data:`~cytoimagenet.training.metrics.METRIC_COLUMNS`);
+  ``per_class_val.csv`` — val accuracy of every class at every validated epoch.
+* ``checkpoints/epoch_NNN.pt`` and ``checkpoints/last.pt`` after every epoch, written
+  atomically; each is a :func:`~cytoimagenet.models.factory.checkpoint_payload` plus the
+  optimiser and gradient-scaler state, readable with ``torch.load(weights_only=True)`` and
+  usable as ``--weights`` of any command.
+
+Exact resume: running the same job again on a folder with ``last.pt`` continues after its
+epoch. The random streams need no saved state, because each is a function of the seed and
+the epoch: the shuffle (``DistributedSampler(seed)``), the rotations (seeded per sample) and
+dropout (the global torch RNG is reseeded at the start of every epoch). On CPU, a run
+resumed after epoch k ends with the same weights, bit for bit, as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cytoimagenet.errors import ConfigError
+from cytoimagenet.hashing import stable_hash
+from cytoimagenet.io.atomic import atomic_path
+from cytoimagenet.models.factory import CHECKPOINT_FORMAT, Backbone, checkpoint_payload
+from cytoimagenet.provenance import sha256_file, write_provenance
+from cytoimagenet.training import distributed
+from cytoimagenet.training.config import PretrainJob
+from cytoimagenet.training.data import (
+    EpochSampler,
+    ImageDataset,
+    ShardSampler,
+    Splits,
+    make_loader,
+    read_splits,
+)
+from cytoimagenet.training.metrics import (
+    METRIC_COLUMNS,
+    PER_CLASS_COLUMNS,
+    EpochSummary,
+    EpochTotals,
+    append_rows,
+    classes_without_correct,
+    keep_epochs,
+    per_class_rows,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.pt"
+_RUN_FILES = {"config.json", "provenance.json", "metrics.csv", "per_class_val.csv", CHECKPOINT_DIR}
+
+
+@dataclass
+class PretrainResult:
+    """What a ``pretrain`` call did.
+
+    Attributes
+    ----------
+    out : Path
+        The run folder.
+    labels : list of str
+        Class names, in class-index order.
+    start_epoch : int
+        Epochs already done before this call (a resumed run).
+    epoch : int
+        Epochs done when it returned.
+    rows : list of dict
+        The ``metrics.csv`` rows of the epochs run by this call.
+    checkpoint : Path, optional
+        The latest checkpoint.
+    backbone : Backbone, optional
+        The trained model (with its classifier) on its device.
+    settings : dict
+        Resolved runtime settings (device, amp, channels_last, processes …).
+    """
+
+    out: Path
+    labels: list[str]
+    start_epoch: int
+    epoch: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: Path | None = None
+    backbone: Backbone | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_amp(option: str, device: torch.device) -> str:
+    """Return ``off``, ``bf16`` or ``fp16`` for ``option`` on ``device``.
+
+    Raises
+    ------
+    ConfigError
+        For ``bf16``/``fp16`` without CUDA.
+    """
+    import torch
+
+    if device.type != "cuda":
+        if option not in ("auto", "off"):
+            raise ConfigError(f"--amp {option} needs a CUDA device; use --amp off on CPU")
+        return "off"
+    if option == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return option
+
+
+def resolve_channels_last(option: str, device: torch.device) -> bool:
+    """Return whether to use the channels-last memory format (``auto``: on CUDA)."""
+    return option == "on" or (option == "auto" and device.type == "cuda")
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def read_resume_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """Load ``last.pt`` for resuming; refuse one made with other settings.
+
+    Raises
+    ------
+    ConfigError
+        If the file is not a pretraining checkpoint or its settings differ.
+    """
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise ConfigError(
+            f"{path}: unreadable checkpoint ({exc}); delete it to start over"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{path}: not a cytoimagenet checkpoint")
+    if "optimizer" not in state or "fingerprint" not in state:
+        raise ConfigError(f"{path}: a weights-only checkpoint cannot be resumed")
+    changed = _differences(state["fingerprint"], fingerprint)
+    if changed:
+        raise ConfigError(
+            f"{path.parent.parent} holds a run with other settings ({'; '.join(changed)}); "
+            "resume with the same options, or choose a new --out"
+        )
+    return state
+
+
+def save_checkpoint(payload: dict[str, Any], folder: Path, epoch: int) -> Path:
+    """Write ``epoch_NNN.pt`` and point ``last.pt`` at it, each atomically; return the former."""
+    import torch
+
+    final = folder / f"epoch_{epoch:03d}.pt"
+    with atomic_path(final) as tmp:
+        torch.save(payload, tmp)
+    with atomic_path(folder / LAST) as tmp:
+        tmp.unlink()
+        try:
+            os.link(final, tmp)  # same bytes, no second copy on disk
+        except OSError:
+            shutil.copyfile(final, tmp)
+    return final
+
+
+def _check_out(out: Path, resuming: bool) -> None:
+    """Refuse a run folder that holds something other than an unfinished first epoch."""
+    if out.is_dir() and not resuming:
+        other = sorted(p.name for p in out.iterdir() if p.name not in _RUN_FILES)
+        if other:
+            raise ConfigError(
+                f"{out} is not empty and holds no pretraining run ({', '.join(other[:3])} …); "
+                "choose an empty --out folder"
+            )
+
+
+def _prepare_out(out: Path, start: int) -> None:
+    """Create the folders; drop metric rows of epochs that have no checkpoint."""
+    for name in ("metrics.csv", "per_class_val.csv"):
+        if start:
+            keep_epochs(out / name, start)
+        else:  # left by a run killed in its first epoch
+            (out / name).unlink(missing_ok=True)
+    (out / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+
+
+def _build_model(job: PretrainJob, num_classes: int, state: dict[str, Any] | None) -> Backbone:
+    from cytoimagenet.models.factory import create_backbone
+
+    kw = {"drop_rate": job.drop_rate, "drop_path_rate": job.drop_path_rate}
+    kw = {k: v for k, v in kw.items() if v}
+    try:
+        if state is None:
+            return create_backbone(
+                job.model,
+                weights=job.weights,
+                in_chans=job.in_chans,
+                num_classes=num_classes,
+                seed=job.seed,
+                **kw,
+            )
+        rebuilt = create_backbone(
+            state["model_name"],
+            weights="random",
+            in_chans=int(state["in_chans"]),
+            num_classes=num_classes,
+            seed=job.seed,
+            **kw,
+        )
+    except TypeError as exc:
+        raise ConfigError(f"{job.model} does not take {sorted(kw)} ({exc})") from None
+    rebuilt.model.load_state_dict(state["state_dict"])
+    mean, std = tuple(state["mean"]), tuple(state["std"])
+    return Backbone(rebuilt.model, rebuilt.name, job.weights, rebuilt.in_chans, mean, std)
+
+
+@dataclass
+class _Run:
+    """Everything one epoch needs."""
+
+    job: PretrainJob
+    ctx: distributed.Context
+    backbone: Backbone
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp: str
+    channels_last: bool
+    num_classes: int
+    progress: bool
+    global_step: int = 0
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        x = images.to(self.ctx.device, non_blocking=True).float().div_(255.0)
+        x = self.backbone.preprocess(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def autocast(self) -> Any:
+        import torch
+
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        return torch.autocast(self.ctx.device.type, dtype=dtype, enabled=self.amp != "off")
+
+    def bar(self, total: int, desc: str) -> Any:
+        from tqdm import tqdm
+
+        show = self.progress and self.ctx.is_main
+        return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not show,
+                    file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+
+    def train_epoch(self, loader: Any, epoch: int) -> EpochSummary:
+        import torch.nn.functional as F  # noqa: N812
+
+        self.net.train()
+        totals = EpochTotals(self.num_classes, self.ctx.device)
+        steps = len(loader) if self.job.max_steps is None else min(len(loader), self.job.max_steps)
+        with self.bar(steps, f"epoch {epoch}/{self.job.epochs}") as bar:
+            for step, (images, targets) in enumerate(loader):
+                if step >= steps:
+                    break
+                x = self.inputs(images)
+                y = targets.to(self.ctx.device, non_blocking=True)
+                with self.autocast():
+                    logits = self.net(x)
+                losses = F.cross_entropy(logits.float(), y, reduction="none")
+                loss = losses.mean()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                totals.update(losses.sum(), logits, y)
+                self.global_step += 1
+                bar.update()
+                if not bar.disable and step % 50 == 0:  # a host sync
+                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        totals.all_reduce()
+        if not math.isfinite(float(totals.loss)):
+            log.warning("epoch %d: the training loss is not finite", epoch)
+        return totals.summary()
+
+    def evaluate(self, loader: Any, epoch: int) -> EpochSummary:
+        import torch
+        import torch.nn.functional as F  # noqa: N812
+
+        model = self.backbone.model  # not the DDP wrapper: processes may have unequal shares
+        model.eval()
+        totals = EpochTotals(self.num_classes, self.ctx.device)
+        steps = len(loader) if self.job.max_steps is None else min(len(loader), self.job.max_steps)
+        with torch.inference_mode(), self.bar(steps, f"val {epoch}") as bar:
+            for step, (images, targets) in enumerate(loader):
+                if step >= steps:
+                    break
+                y = targets.to(self.ctx.device, non_blocking=True)
+                with self.autocast():
+                    logits = model(self.inputs(images))
+                losses = F.cross_entropy(logits.float(), y, reduction="none")
+                totals.update(losses.sum(), logits, y)
+                bar.update()
+        totals.all_reduce()
+        return totals.summary()
+
+
+def _metric_row(
+    epoch: int, train: EpochSummary, val: EpochSummary | None, lr: float, seconds: float, ips: float
+) -> dict[str, Any]:
+    nan = math.nan
+    return {
+        "epoch": epoch,
+        "train_loss": train.loss,
+        "train_top1": train.top1,
+        "train_top5": train.top5,
+        "val_loss": val.loss if val else nan,
+        "val_top1": val.top1 if val else nan,
+        "val_top5": val.top5 if val else nan,
+        "classes_without_correct": (
+            classes_without_correct(val.class_n, val.class_correct) if val else None
+        ),
+        "lr": lr,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(ips, 2),
+    }
+
+
+def run_pretrain(
+    job: PretrainJob,
+    *,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> PretrainResult:
+    """Pretrain (or resume pretraining) as ``job`` says; see the module docstring.
+
+    Parameters
+    ----------
+    job : PretrainJob
+        The validated job.
+    progress : bool
+        Show tqdm bars (first process only).
+    on_epoch : callable, optional
+        Called on the first process with each epoch's ``metrics.csv`` row.
+
+    Raises
+    ------
+    ConfigError
+        For settings this machine cannot run, or a run folder holding another run.
+    """
+    import torch
+
+    ctx = distributed.setup(job.device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        if job.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        elif ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        return _pretrain(job, ctx, progress, on_epoch)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        distributed.teardown(ctx)
+
+
+def _pretrain(
+    job: PretrainJob,
+    ctx: distributed.Context,
+    progress: bool,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> PretrainResult:
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = ctx.device
+    amp = resolve_amp(job.amp, device)
+    channels_last = resolve_channels_last(job.channels_last, device)
+    if job.batch_size % ctx.world_size:
+        raise ConfigError(
+            f"--batch-size {job.batch_size} does not split over {ctx.world_size} processes"
+        )
+    per_process = job.batch_size // ctx.world_size
+    metadata = job.data / "metadata.parquet"
+    fingerprint = {
+        **job.fingerprint(),
+        "amp": amp,
+        "channels_last": channels_last,
+        "metadata_sha256": sha256_file(metadata),
+    }
+    folder = job.out / CHECKPOINT_DIR
+    state = read_resume_state(folder / LAST, fingerprint) if (folder / LAST).is_file() else None
+    splits: Splits = read_splits(job.data)
+    labels = splits.labels
+    start = int(state["epoch"]) if state else 0
+    settings = {
+        "device": str(device),
+        "amp": amp,
+        "channels_last": channels_last,
+        "world_size": ctx.world_size,
+        "batch_per_process": per_process,
+        "num_classes": len(labels),
+        "train_images": len(splits.train_paths),
+        "val_images": len(splits.val_paths),
+        "val_dropped": splits.val_dropped,
+        "start_epoch": start,
+    }
+    result = PretrainResult(job.out, labels, start, start, settings=settings)
+    if state and state.get("labels") != labels:
+        raise ConfigError(f"{folder / LAST}: its labels differ from the dataset's")
+    if start >= job.epochs:
+        result.checkpoint = folder / LAST
+        log.info(
+            "%s already has %d epochs (asked for %d); nothing to do", job.out, start, job.epochs
+        )
+        return result
+    _check_out(job.out, resuming=state is not None)
+    backbone = _build_model(job, len(labels), state)
+    model = backbone.model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    backbone.model = model
+    optimizer = torch.optim.Adam(model.parameters(), lr=job.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+    net: nn.Module = model
+    if ctx.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    run = _Run(
+        job, ctx, backbone, net, optimizer, scaler, amp, channels_last, len(labels), progress
+    )
+    run.global_step = int(state["global_step"]) if state else 0
+    del state
+
+    cuda = device.type == "cuda"
+    train_set = ImageDataset(
+        splits.root, splits.train_paths, splits.train_targets, job.size, augment=True, seed=job.seed
+    )
+    sampler = EpochSampler(len(train_set), seed=job.seed, rank=ctx.rank, world_size=ctx.world_size)
+    common = {"workers": job.workers, "pin_memory": cuda, "seed": job.seed}
+    train_loader = make_loader(train_set, sampler, batch_size=per_process, drop_last=True, **common)
+    val_set = ImageDataset(
+        splits.root, splits.val_paths, splits.val_targets, job.size, augment=False, seed=job.seed
+    )
+    val_loader = make_loader(
+        val_set,
+        ShardSampler(len(val_set), rank=ctx.rank, world_size=ctx.world_size),
+        batch_size=per_process,
+        drop_last=False,
+        **common,
+    )
+    if len(train_loader) == 0:
+        raise ConfigError(
+            f"{len(train_set)} training images give no full batch of {per_process} per process"
+        )
+
+    if ctx.is_main:
+        _prepare_out(job.out, start)
+        config = {**job.resolved(), "resolved": settings}
+        with atomic_path(job.out / "config.json") as tmp:
+            tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        write_provenance(
+            job.out / "provenance.json",
+            command="pretrain",
+            config=config,
+            inputs=[metadata],
+            root=job.data,
+        )
+
+    for epoch in range(start + 1, job.epochs + 1):
+        began = time.perf_counter()
+        sampler.set_epoch(epoch)
+        torch.manual_seed(stable_hash(job.seed, "dropout", epoch, ctx.rank))
+        train = run.train_epoch(train_loader, epoch)
+        train_seconds = time.perf_counter() - began
+        validate = len(val_set) > 0 and (epoch % job.val_every == 0 or epoch == job.epochs)
+        val = run.evaluate(val_loader, epoch) if validate else None
+        seconds = time.perf_counter() - began
+        row = _metric_row(
+            epoch,
+            train,
+            val,
+            optimizer.param_groups[0]["lr"],
+            seconds,
+            train.n / train_seconds if train_seconds > 0 else math.nan,
+        )
+        result.rows.append(row)
+        result.epoch = epoch
+        if ctx.is_main:
+            append_rows(job.out / "metrics.csv", METRIC_COLUMNS, [row])
+            if val:
+                append_rows(
+                    job.out / "per_class_val.csv",
+                    PER_CLASS_COLUMNS,
+                    per_class_rows(epoch, labels, val),
+                )
+            payload = checkpoint_payload(
+                backbone,
+                labels=labels,
+                num_classes=len(labels),
+                epoch=epoch,
+                global_step=run.global_step,
+                optimizer=optimizer.state_dict(),
+                scaler=scaler.state_dict(),
+                fingerprint=fingerprint,
+                config={**job.resolved(), "resolved": settings},
+                metrics={k: v for k, v in row.items() if v is not None},
+            )
+            result.checkpoint = save_checkpoint(payload, folder, epoch)
+            if on_epoch:
+                on_epoch(row)
+        distributed.barrier(ctx)
+    result.backbone = backbone
+    return result
