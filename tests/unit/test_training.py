@@ -180,7 +180,7 @@ def test_resolve_amp_and_channels_last_on_cpu() -> None:
     assert resolve_amp("auto", cpu) == "off" and resolve_amp("off", cpu) == "off"
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         resolve_amp("bf16", cpu)
-    assert resolve_channels_last("auto", cpu) is False
+    assert resolve_channels_last("auto", cpu) is True
     assert resolve_channels_last("on", cpu) is True
     assert resolve_channels_last("off", cpu) is False
 
@@ -235,15 +235,15 @@ def test_resize_square_area_down_linear_up() -> None:
 
 
 def _rotate_oracle(image: np.ndarray, angle: float) -> np.ndarray:
-    """Inverse-map every output pixel, bilinear, mirror about the edge pixel (REFLECT_101)."""
+    """Inverse-map every output pixel, bilinear, half-sample mirror (scipy/Keras 'reflect')."""
     n = image.shape[0]
     c = (n - 1) / 2
     t = math.radians(angle)
     out = np.zeros_like(image, dtype=np.float64)
 
     def mirror(i: int) -> int:
-        i = -i if i < 0 else i
-        return 2 * (n - 1) - i if i > n - 1 else i
+        i = -i - 1 if i < 0 else i
+        return 2 * n - 1 - i if i > n - 1 else i
 
     for y in range(n):
         for x in range(n):
@@ -271,8 +271,8 @@ def test_rotate_exact_turns_and_reflect_fill() -> None:
     want = _rotate_oracle(ramp, 45)
     assert np.abs(got - want).max() <= 1  # cv2 uses 1/32-pixel fixed-point weights
     m = cv2.getRotationMatrix2D((4.0, 4.0), 45, 1.0)
-    edge_repeated = cv2.warpAffine(ramp, m, (9, 9), borderMode=cv2.BORDER_REFLECT)
-    assert np.abs(edge_repeated.astype(np.int64) - want).max() > 1  # the oracle tells them apart
+    about_edge = cv2.warpAffine(ramp, m, (9, 9), borderMode=cv2.BORDER_REFLECT_101)
+    assert np.abs(about_edge.astype(np.int64) - want).max() > 1  # the oracle tells them apart
 
 
 def test_rotation_angle_is_a_function_of_seed_epoch_index() -> None:
@@ -491,6 +491,8 @@ def test_checkpoint_round_trip_gives_identical_features(reference) -> None:
     assert loaded.mean == reference.backbone.mean and loaded.std == reference.backbone.std
     assert loaded.extra["labels"] == ["label-0", "label-1", "label-2"]
     x = torch.rand(3, 1, 32, 32)
+    # The run trained channels-last (auto on CPU too); compare with the same kernels.
+    loaded.model.to(memory_format=torch.channels_last)
     with torch.no_grad():
         want = trained.forward_head(trained.forward_features(x), pre_logits=True)
         got = loaded.model.eval()(x)

@@ -57,7 +57,7 @@ def pretrain(
         str, typer.Option(help="Mixed precision: auto (bf16/fp16 on CUDA), off, bf16, fp16.")
     ] = "auto",
     channels_last: Annotated[
-        str, typer.Option(help="Channels-last memory format: auto (on CUDA), on, off.")
+        str, typer.Option(help="Channels-last memory format: auto (on for CUDA and CPU), on, off.")
     ] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     max_steps: Annotated[

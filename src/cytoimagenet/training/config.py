@@ -51,7 +51,7 @@ class PretrainJob(_Job):
         ``auto`` (bf16 on CUDA when supported, else fp16; off on CPU), ``off``, ``bf16`` or
         ``fp16`` (CUDA only).
     channels_last : str
-        ``auto`` (on for CUDA), ``on`` or ``off``.
+        ``auto`` (on for CUDA and CPU), ``on`` or ``off``.
     device : str
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (under ``torchrun`` each process takes
         ``cuda:LOCAL_RANK``).

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Border rule of the rotations: reflect about the edge pixel (``dcb|abcd|cba``).
-BORDER = "BORDER_REFLECT_101"
+#: Border rule of the rotations: the paper's Keras ``fill_mode='reflect'`` is scipy.ndimage's
+#: half-sample mirror, which repeats the edge pixel (``dcba|abcd|dcba``): OpenCV's REFLECT.
+BORDER = "BORDER_REFLECT"
 
 
 @dataclass(frozen=True)

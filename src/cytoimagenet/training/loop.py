@@ -122,8 +122,12 @@ def resolve_amp(option: str, device: torch.device) -> str:
 
 
 def resolve_channels_last(option: str, device: torch.device) -> bool:
-    """Return whether to use the channels-last memory format (``auto``: on CUDA)."""
-    return option == "on" or (option == "auto" and device.type == "cuda")
+    """Return whether to use the channels-last memory format.
+
+    ``auto`` turns it on for CUDA and CPU alike: EfficientNet-B0 trains 1.6x faster with it on
+    this project's 2-core CPU (18 vs 11.5 img/s) and it is the fast layout for AMP on GPUs.
+    """
+    return option == "on" or (option == "auto" and device.type in ("cuda", "cpu"))
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
