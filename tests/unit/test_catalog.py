@@ -7,7 +7,7 @@ import re
 import sys
 
 import pytest
-from tests.conftest import shared_path
+from tests.conftest import SHARED, shared_path
 
 from cytoimagenet.errors import UnknownSourceError
 from cytoimagenet.sources.catalog import DATABASES, all_sources, get_source, load_catalog
@@ -116,3 +116,73 @@ def test_expected_image_counts_come_from_the_authors_survey() -> None:
         assert catalog.get(name).images == int(float(row["dataset_size"])), name
         checked += 1
     assert checked == 41
+
+
+# --- remote files (the `download` command's plan) -----------------------------------
+
+ROUTED = ("idr", "kaggle", "rxrx", "cil")
+
+
+def test_remote_files_are_well_formed() -> None:
+    for info in all_sources(include_generated=True):
+        for f in info.files:
+            scheme = "kaggle://" if info.access == "kaggle" else "https://"
+            assert f.url.startswith(scheme), (info.name, f.url)  # TLS for every HTTP file
+            assert f.path and not f.path.startswith("/") and ".." not in f.path.split("/")
+            assert (f.sha256 is None) == (f.size is None), (info.name, f.path)  # verified pairs
+
+
+def test_every_paper_source_with_a_route_declares_its_files() -> None:
+    for name in PAPER_SOURCES:
+        info = get_source(name)
+        assert info.files or info.access == "manual", f"{name} declares no files"
+        if info.access in ROUTED and info.metadata_files:
+            assert any(f.kind == "metadata" for f in info.files), name
+
+
+def test_metadata_files_match_the_adapter_patterns() -> None:
+    # every metadata file a download fetches must be found by the source's adapter
+    from fnmatch import fnmatch
+
+    for info in all_sources():
+        for f in info.files:
+            if f.kind != "metadata" or f.is_archive or not info.metadata_files:
+                continue
+            assert any(fnmatch("x/" + f.path, p) for p in info.metadata_files), (info.name, f.path)
+
+
+def test_pinned_checksums_match_the_real_files() -> None:
+    # the recorded hashes are of the real files at the pinned commits (see each SOURCE.txt)
+    import hashlib
+
+    checked = 0
+    for info in all_sources():
+        folder = SHARED / "source_metadata" / info.name
+        for f in info.files:
+            local = folder / f.path
+            if f.sha256 and local.is_file():
+                data = local.read_bytes()
+                assert (len(data), hashlib.sha256(data).hexdigest()) == (f.size, f.sha256)
+                checked += 1
+    if not checked:
+        pytest.skip("../shared/data is absent")
+    assert checked >= 12
+
+
+def test_remote_file_validation() -> None:
+    from pydantic import ValidationError
+
+    from cytoimagenet.sources.catalog import RemoteFile
+
+    assert RemoteFile(url="https://h/x/a%20b.zip?raw=true").path == "a b.zip"
+    assert RemoteFile(url="https://h/a.tar.gz").is_archive
+    assert not RemoteFile(url="https://h/a.csv.zip", extract=False).is_archive
+    for bad in (
+        {"url": "ftp://h/a.zip"},
+        {"url": "https://h/"},
+        {"url": "https://h/a.zip", "path": "../a.zip"},
+        {"url": "https://h/a.zip", "path": "/abs/a.zip"},
+        {"url": "https://h/a.zip", "sha256": "ABC"},
+    ):
+        with pytest.raises(ValidationError):
+            RemoteFile(**bad)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import functools
 import tomllib
 from importlib import resources
+from pathlib import PurePosixPath
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.registry import Registry
@@ -28,6 +30,63 @@ DATABASES: dict[str, str] = {
 }
 
 Access = Literal["direct", "idr", "kaggle", "rxrx", "cil", "generated", "manual"]
+
+#: URL schemes a catalog file may use. ``kaggle://competition/<slug>[/<file>]`` and
+#: ``kaggle://dataset/<owner>/<slug>[/<file>]`` go through the official Kaggle client.
+URL_SCHEMES = ("https", "http", "kaggle")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+class RemoteFile(BaseModel):
+    """One file of a source that can be fetched.
+
+    Attributes
+    ----------
+    url : str
+        Where the file is (``https://``; ``kaggle://`` for the Kaggle client).
+    path : str
+        Target, relative to the source's folder; the URL's last segment by default.
+    size : int or None
+        Size in bytes, where the source publishes it or it was verified.
+    sha256 : str or None
+        Lower-case hex SHA-256, where verified. Never guessed: leave it empty when unknown
+        (the downloader then records the hash it computed, see ``docs/downloading.md``).
+    kind : {"metadata", "images"}
+        ``metadata`` files are all ``--metadata-only`` fetches.
+    extract : bool or None
+        Unpack the archive beside itself; ``None`` decides from the name (``.zip``, ``.tar*``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    path: str = ""
+    size: int | None = Field(default=None, ge=0)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    kind: Literal["metadata", "images"] = "images"
+    extract: bool | None = None
+
+    @model_validator(mode="after")
+    def _checked(self) -> RemoteFile:
+        parts = urlsplit(self.url)
+        if parts.scheme not in URL_SCHEMES or not parts.netloc:
+            raise ValueError(f"{self.url!r}: expected an absolute {'/'.join(URL_SCHEMES)} URL")
+        if not self.path:
+            name = unquote(PurePosixPath(parts.path).name)
+            if not name:
+                raise ValueError(f"{self.url!r}: the URL names no file; give `path`")
+            object.__setattr__(self, "path", name)
+        pure = PurePosixPath(self.path)
+        if pure.is_absolute() or ".." in pure.parts or "\\" in self.path:
+            raise ValueError(f"{self.path!r}: the target must be a relative path inside the folder")
+        return self
+
+    @property
+    def is_archive(self) -> bool:
+        """Whether the file is unpacked after download."""
+        if self.extract is not None:
+            return self.extract
+        return self.path.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 class SourceInfo(BaseModel):
@@ -61,6 +120,8 @@ class SourceInfo(BaseModel):
     metadata_files : list of str
         Glob patterns, relative to the raw root, of the metadata files the adapter reads.
         Empty when labels come from folder or file names.
+    files : list of RemoteFile
+        The files a download fetches (empty where no URL is known: the home page says how).
     evaluation : bool
         Used by a transfer benchmark.
     pretraining : bool
@@ -84,6 +145,7 @@ class SourceInfo(BaseModel):
     images: int | None = Field(default=None, ge=0)
     access: Access
     metadata_files: list[str] = Field(default_factory=list)
+    files: list[RemoteFile] = Field(default_factory=list)
     evaluation: bool = False
     pretraining: bool = True
     notes: str = ""
@@ -95,14 +157,25 @@ class SourceInfo(BaseModel):
             raise ValueError(f"unknown database {value!r}; expected one of {sorted(DATABASES)}")
         return value
 
+    @field_validator("files")
+    @classmethod
+    def _distinct_targets(cls, value: list[RemoteFile]) -> list[RemoteFile]:
+        seen: set[str] = set()
+        for item in value:
+            if item.path in seen:
+                raise ValueError(f"two files share the target {item.path!r}")
+            seen.add(item.path)
+        return value
+
     @property
     def database_name(self) -> str:
         """Full database name, as written in the published metadata."""
         return DATABASES[self.database]
 
     def summary(self) -> dict[str, object]:
-        """Return a JSON-ready dict of the entry (``url`` as a string)."""
-        out = self.model_dump(mode="json")
+        """Return a JSON-ready dict of the entry (``url`` as a string, files counted)."""
+        out = self.model_dump(mode="json", exclude={"files"})
+        out["remote_files"] = len(self.files)  # the list itself: `cytoimagenet download --list`
         out["database"] = self.database_name
         out["database_code"] = self.database
         return out

@@ -1,0 +1,1 @@
+"""Fetching source datasets: verified, resumable downloads and safe archive extraction."""
