@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -190,6 +190,7 @@ class QuickstartJob(_Job):
     """Run the main job on the embedded sample."""
 
     out: Path = Path("runs/quickstart")
+    preset: Literal["default", "tiny"] = "default"
     seed: int = 0
     workers: int = Field(default=1, ge=1, le=512)
 

@@ -84,19 +84,6 @@ def test_metadata_on_an_empty_raw_folder_names_the_expected_file(tmp_path: Path)
     assert not out.exists()
 
 
-def test_quickstart(tmp_path: Path) -> None:
-    args = ["quickstart", "--out", str(tmp_path / "qs"), "--workers", "1", "--no-progress"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "rows: 96" in result.output and "controls: negative 24" in result.output
-    table = pl.read_parquet(tmp_path / "qs" / "metadata" / "sample.parquet")
-    assert table.height == 96
-    assert "images in the dataset: 384 in 4 classes (48 val)" in result.output
-    dataset = pl.read_parquet(tmp_path / "qs" / "dataset" / "metadata.parquet")
-    assert dataset.height == 384 and dataset["crop"].all()
-    assert len(list((tmp_path / "qs" / "dataset").rglob("*.png"))) == 384
-
-
 def test_build_command_errors_and_output(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     generate_sample(raw / "sample", SampleSpec(plates=1, sites=2, size=150, cells=4))

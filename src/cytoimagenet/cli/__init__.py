@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from cytoimagenet import __version__
-from cytoimagenet.cli import data, features, sources, train
+from cytoimagenet.cli import (
+    data,
+    download,
+    evaluate,
+    features,
+    finetune,
+    report,
+    score,
+    sources,
+    train,
+)
 
 app = typer.Typer(
     name="cytoimagenet",
@@ -21,6 +31,11 @@ app.add_typer(sources.app, name="sources")
 data.register(app)
 features.register(app)
 train.register(app)
+evaluate.register(app)
+report.register(app)
+score.register(app)
+finetune.register(app)
+download.register(app)
 
 
 def _version(value: bool) -> None:

@@ -148,24 +148,45 @@ def build(
 @friendly
 def quickstart(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/quickstart"),
+    preset: Annotated[
+        str, typer.Option(help="default (about two minutes) or tiny (seconds, for tests).")
+    ] = "default",
+    stages: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated subset of curate,pretrain,extract,evaluate,report."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workers: Annotated[
         int | None, typer.Option(help="Worker processes for the build [default: all cores].")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Run the main job on the embedded sample: metadata → labels → dataset build."""
+    """Run the whole pipeline on embedded synthetic data and write an HTML report.
+
+    Stages: curate (sample → metadata → labels → dataset build), pretrain (EfficientNet-B0 on
+    CPU), extract (random, pretrained, offline ImageNet baseline, fusion), evaluate (BBBC021
+    protocol on a synthetic screen), report (HTML + Markdown).
+    """
     from cytoimagenet.curation.build.report import format_report
     from cytoimagenet.curation.summary import format_summary
+    from cytoimagenet.evaluation.report import read_result, results_table
     from cytoimagenet.parallel import default_workers
-    from cytoimagenet.quickstart import run_quickstart
+    from cytoimagenet.quickstart import Run, parse_stages, run_pipeline
+    from cytoimagenet.quickstart.pipeline import FEATURE_SETS
 
-    job = validate_job(QuickstartJob, out=out, seed=seed, workers=workers or default_workers())
-    result = run_quickstart(job, progress=progress)
-    typer.echo(format_summary(result.summary))
-    typer.echo("")
-    typer.echo(format_report(result.build.report))
-    typer.echo(
-        f"\nraw sample: {result.raw}\nmetadata:   {result.metadata}\nlabels:     {result.labels}"
-        f"\ndataset:    {result.build.metadata.parent}"
+    job = validate_job(
+        QuickstartJob, out=out, preset=preset, seed=seed, workers=workers or default_workers()
     )
+    run = Run(job.out, job.preset, job.seed, job.workers, progress=progress)
+    done = run_pipeline(run, parse_stages(stages))
+    if "curate" in done:
+        curated = done["curate"]
+        typer.echo(format_summary(curated.summary))
+        typer.echo("")
+        typer.echo(format_report(curated.build.report))
+    results = [run.paths.results / f"{s}.json" for s in FEATURE_SETS]
+    results = [r for r in results if r.is_file()]
+    if "evaluate" in done and results:
+        typer.echo(results_table([read_result(r) for r in results]))
+    if "report" in done:
+        typer.echo(f"\nreport: {done['report']}")

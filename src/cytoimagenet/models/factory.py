@@ -71,6 +71,9 @@ class Backbone:
         """Turn ``(N, 1, H, W)`` grey images on [0, 1] into normalised model input."""
         import torch
 
+        if not grey.is_floating_point():
+            # Integer maths here would wrap silently and feed the model garbage.
+            raise TypeError(f"preprocess takes float images on [0, 1], not {grey.dtype}")
         x = grey.expand(-1, self.in_chans, -1, -1) if self.in_chans != grey.shape[1] else grey
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)

