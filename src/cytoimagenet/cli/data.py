@@ -163,7 +163,7 @@ def quickstart(
 ) -> None:
     """Run the whole pipeline on embedded synthetic data and write an HTML report.
 
-    Stages: curate (sample → metadata → labels → dataset build), pretrain (EfficientNet-B0 on
+    Stages: curate (sample → metadata → labels → dataset build), pretrain (a small CNN on
     CPU), extract (random, pretrained, offline ImageNet baseline, fusion), evaluate (BBBC021
     protocol on a synthetic screen), report (HTML + Markdown).
     """
@@ -187,6 +187,6 @@ def quickstart(
     results = [run.paths.results / f"{s}.json" for s in FEATURE_SETS]
     results = [r for r in results if r.is_file()]
     if "evaluate" in done and results:
-        typer.echo(results_table([read_result(r) for r in results]))
+        typer.echo("\n" + results_table([read_result(r) for r in results]))
     if "report" in done:
         typer.echo(f"\nreport: {done['report']}")

@@ -71,7 +71,9 @@ FEATURE_SETS: Final = {
     "cytoimagenet": "CytoImageNet (sample)",
     "fusion": "Fusion",
 }
-MODEL: Final = "efficientnet_b0"
+#: A small model, as the issue asks: EfficientNet-B0 (the paper's) barely leaves chance level
+#: in the dozen CPU epochs a quickstart affords, while ResNet-18 learns the sample's classes.
+MODEL: Final = "resnet18"
 MODE: Final = "concat-norm"
 
 
@@ -177,7 +179,7 @@ def _require(run: Run, path: Path, stage: str) -> Path:
 
 
 def stage_pretrain(run: Run) -> None:
-    """Pretrain EfficientNet-B0 on the built dataset for a few epochs (resumes if stopped)."""
+    """Pretrain a small CNN on the built dataset for a few epochs (resumes if stopped)."""
     from cytoimagenet.training.config import PretrainJob
     from cytoimagenet.training.loop import run_pretrain
 
@@ -325,8 +327,19 @@ def _save_state(run: Run) -> None:
         tmp.write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
 
 
+def check_requirements(stages: list[str]) -> None:
+    """Refuse, before any work, stages whose optional dependencies are missing."""
+    needs_torch = {"pretrain", "extract"} & set(stages)
+    if needs_torch and importlib.util.find_spec("torch") is None:
+        raise ConfigError(
+            f"stage(s) {sorted(needs_torch)} need PyTorch and timm: "
+            "pip install 'cytoimagenet[ml]' (or run --stages curate)"
+        )
+
+
 def run_pipeline(run: Run, stages: list[str]) -> dict[str, object]:
     """Run ``stages`` in order, timing each; returns what each stage returned."""
+    check_requirements(stages)
     done: dict[str, object] = {}
     for stage in stages:
         run.say(f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage}")
