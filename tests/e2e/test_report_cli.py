@@ -135,3 +135,13 @@ def test_report_umap_without_the_extra(tmp_path: Path, monkeypatch: pytest.Monke
     assert done.exit_code == 1 and "--figures" in done.output
     done = runner.invoke(app, ["report", str(tmp_path / "none.json"), "--out", str(out)])
     assert done.exit_code == 1 and "no such result file" in done.output
+
+
+def test_report_of_a_foreign_json_is_one_error_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "other/2"}))
+    out = tmp_path / "table.md"
+    done = runner.invoke(app, ["report", str(bad), "--out", str(out)])
+    assert done.exit_code == 1 and "Traceback" not in done.output
+    assert "error: " in done.output and "bad.json: not a cytoimagenet-result/1" in done.output
+    assert not out.exists()

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cytoimagenet.errors import ConfigError, CytoImageNetError
+from cytoimagenet.errors import ConfigError, CytoImageNetError, SchemaError
 from cytoimagenet.evaluation.figures import (
     MissingExtraError,
     confusion_figure,
@@ -220,15 +220,15 @@ def test_read_result_checks_the_file(tmp_path: Path) -> None:
     assert read_result(good)["feature_set"] == "Random"
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ConfigError, match=r"bad\.json: not a JSON result file"):
+    with pytest.raises(SchemaError, match=r"bad\.json: not a readable JSON result"):
         read_result(bad)
     bad.write_text(json.dumps({"format": "other/2"}))
-    with pytest.raises(ConfigError, match="expected format 'cytoimagenet-result/1'"):
+    with pytest.raises(SchemaError, match=r"result/1 result \(format='other/2'\)"):
         read_result(bad)
     bad.write_text(json.dumps({"format": "cytoimagenet-result/1", "benchmark": "coos7"}))
-    with pytest.raises(ConfigError, match="lacks feature_set, protocol, accuracy or scores"):
+    with pytest.raises(SchemaError, match=r"missing field\(s\) \['feature_set', 'protocol'"):
         read_result(bad)
-    with pytest.raises(ConfigError, match="no such result file"):
+    with pytest.raises(SchemaError, match="no such result file"):
         read_result(tmp_path / "absent.json")
 
 

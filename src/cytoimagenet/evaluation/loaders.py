@@ -20,7 +20,15 @@ from typing import Final
 import polars as pl
 
 from cytoimagenet.errors import MetadataError
-from cytoimagenet.io.tables import read_delimited, require_columns
+from cytoimagenet.evaluation.bbbc021_csv import (
+    BBBC021_CHANNELS,
+    COMPOUND,
+    CONCENTRATION,
+    FILE_COLUMNS,
+    PATH_COLUMNS,
+    plate_folder,
+    read_annotated,
+)
 from cytoimagenet.sources import get_adapter
 from cytoimagenet.sources.bbbc import pick
 from cytoimagenet.sources.evaluation import CellFolderAdapter, pair_channels
@@ -28,7 +36,6 @@ from cytoimagenet.sources.evaluation import CellFolderAdapter, pair_channels
 log = logging.getLogger(__name__)
 
 BENCHMARKS: Final = ("bbbc021", "coos7", "cyclops")
-BBBC021_CHANNELS: Final = ("DAPI", "Tubulin", "Actin")
 COOS7_SPLITS: Final = ("train", "test1", "test2", "test3", "test4")
 #: How many missing files an error or warning names.
 SHOWN: Final = 5
@@ -127,16 +134,9 @@ def _resolve_plate_folders(root: Path, folders: list[str]) -> tuple[dict[str, st
     MetadataError
         When no plate folder is found at all: ``root`` is then most likely the wrong folder.
     """
-    mapping: dict[str, str] = {}
-    absent: list[str] = []
-    for folder in folders:
-        flat = Path(folder).name
-        if (root / folder).is_dir():
-            continue
-        if (root / flat).is_dir():
-            mapping[folder] = flat
-        else:
-            absent.append(folder)
+    found = {folder: plate_folder(root, folder) for folder in folders}
+    mapping = {f: at for f, at in found.items() if at is not None and at != f}
+    absent = [f for f, at in found.items() if at is None]
     if absent and len(absent) == len(folders):
         raise MetadataError(
             f"{root}: none of the {len(folders)} BBBC021 plate folders is there (looked for "
@@ -180,19 +180,9 @@ def load_bbbc021(
     found = adapter.metadata_paths(Path(metadata) if metadata else root)
     image_path = pick(found, "BBBC021_v1_image.csv", "bbbc021", root)
     moa_path = pick(found, "BBBC021_v1_moa.csv", "bbbc021", root)
-    image, moa = read_delimited(image_path), read_delimited(moa_path)
-    files = [f"Image_FileName_{c}" for c in BBBC021_CHANNELS]
-    dirs = [f"Image_PathName_{c}" for c in BBBC021_CHANNELS]
+    files, dirs = FILE_COLUMNS, PATH_COLUMNS
     plate, well = "Image_Metadata_Plate_DAPI", "Image_Metadata_Well_DAPI"
-    compound, conc = "Image_Metadata_Compound", "Image_Metadata_Concentration"
-    require_columns(image, [*files, *dirs, plate, well, compound, conc, "ImageNumber"], image_path)
-    require_columns(moa, ["compound", "concentration", "moa"], moa_path)
-
-    # '0.003' in the image table is '0.003000' in the MoA table: join on the number.
-    key = pl.col("concentration").cast(pl.Float64, strict=False).round(9).alias("_conc")
-    moa = moa.select(pl.col("compound").alias(compound), key, "moa").unique([compound, "_conc"])
-    image = image.with_columns(pl.col(conc).alias("concentration")).with_columns(key)
-    table = image.drop("concentration").join(moa, on=[compound, "_conc"], how="left")
+    table = read_annotated(image_path, moa_path, [plate, well, "ImageNumber"])
     if annotated_only:
         table = table.filter(pl.col("moa").is_not_null())
     if table.height == 0:
@@ -220,8 +210,8 @@ def load_bbbc021(
         .cast(pl.Int32, strict=False)
         .alias("Metadata_Replicate"),
         pl.col("ImageNumber").cast(pl.Int64, strict=False).alias("Metadata_ImageNumber"),
-        pl.col(compound).alias("Metadata_Compound"),
-        pl.col(conc).cast(pl.Float64, strict=False).alias("Metadata_Concentration"),
+        pl.col(COMPOUND).alias("Metadata_Compound"),
+        pl.col(CONCENTRATION).cast(pl.Float64, strict=False).alias("Metadata_Concentration"),
         pl.col("moa").alias("Metadata_MoA"),
         # The week is the batch of NSCB: plate names read Week<k>_<number>.
         pl.col(plate).str.extract(r"^([^_/]+)").alias("Metadata_Batch"),

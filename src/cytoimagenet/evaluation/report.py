@@ -3,7 +3,8 @@
 Reads RESULT.json files (``cytoimagenet-result/1``, written by ``evaluate`` and ``score``)
 and renders every number next to the protocol that produced it. :func:`results_grid` is
 the pure core (cells, bold marks, protocol groups) for any renderer; :func:`results_table`
-renders it as Markdown.
+renders it as Markdown. :func:`read_result` is :func:`cytoimagenet.evaluation.result.read_result`
+(re-exported here for the readers of reports).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from cytoimagenet.errors import ConfigError
+from cytoimagenet.evaluation.result import read_result as read_result  # re-exported
 
-RESULT_FORMAT: Final = "cytoimagenet-result/1"
 BENCHMARK_TITLES: Final = {
     "bbbc021": "BBBC021",
     "cyclops": "CYCLoPs",
@@ -32,32 +32,6 @@ LEGEND: Final = (
     "interval is symmetric, [low, high] where it is not. Best per row in **bold**. "
     "n = items scored (treatments, images or cells)."
 )
-
-
-def read_result(path: Path) -> dict[str, Any]:
-    """Read and check one RESULT.json.
-
-    Raises
-    ------
-    ConfigError
-        When the file is missing, not JSON, of another format, or lacks a needed field.
-    """
-    path = Path(path)
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such result file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a JSON result file ({exc})") from None
-    if not isinstance(result, dict) or result.get("format") != RESULT_FORMAT:
-        found = result.get("format") if isinstance(result, dict) else type(result).__name__
-        raise ConfigError(f"{path}: expected format {RESULT_FORMAT!r}, found {found!r}")
-    missing = [k for k in ("benchmark", "feature_set", "protocol") if k not in result]
-    if "accuracy" not in result and not result.get("scores"):
-        missing.append("accuracy or scores")
-    if missing:
-        raise ConfigError(f"{path}: the result lacks {', '.join(missing)}")
-    return result
 
 
 def scores_of(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,18 +22,23 @@ from cytoimagenet.evaluation.stats import wald_interval, wilson_interval
 from cytoimagenet.io.atomic import atomic_path
 
 RESULT_FORMAT = "cytoimagenet-result/1"
-_REQUIRED = ("format", "benchmark", "protocol", "primary", "accuracy", "correct", "n", "ci95")
+_REQUIRED = (
+    "format", "benchmark", "feature_set", "protocol", "primary", "accuracy", "correct", "n", "ci95",
+)  # fmt: skip
 
 
 def confusion_matrix(
     true: Sequence[str], pred: Sequence[str], labels: Sequence[str] | None = None
 ) -> tuple[list[str], list[list[int]]]:
     """Return the class order (sorted, true ∪ predicted unless given) and the count matrix."""
+    if len(true) != len(pred):
+        raise ValueError(f"{len(true)} true labels but {len(pred)} predictions")
     order = list(labels) if labels is not None else sorted({*true, *pred})
     pos = {c: i for i, c in enumerate(order)}
+    rows = np.fromiter((pos[t] for t in true), dtype=np.int64, count=len(true))
+    cols = np.fromiter((pos[p] for p in pred), dtype=np.int64, count=len(pred))
     matrix = np.zeros((len(order), len(order)), dtype=np.int64)
-    for t, p in zip(true, pred, strict=True):
-        matrix[pos[t], pos[p]] += 1
+    np.add.at(matrix, (rows, cols), 1)
     return order, matrix.tolist()
 
 
@@ -97,6 +103,61 @@ def versions() -> dict[str, str]:
     return out
 
 
+def base_result(
+    *,
+    benchmark: str,
+    protocol: Mapping[str, object],
+    scores: Mapping[str, Mapping[str, object]],
+    primary: str,
+) -> dict[str, object]:
+    """Assemble a RESULT.json dict without the input fields (see :func:`with_input`).
+
+    The headline numbers come from ``scores[primary]``.
+    """
+    if primary not in scores:
+        raise ValueError(f"primary score {primary!r} is not among {list(scores)}")
+    head = scores[primary]
+    return {
+        "format": RESULT_FORMAT,
+        "benchmark": benchmark,
+        "protocol": dict(protocol),
+        "primary": primary,
+        "accuracy": head["accuracy"],
+        "correct": head["correct"],
+        "n": head["n"],
+        "ci95": head["ci95"],
+        "scores": {k: dict(v) for k, v in scores.items()},
+        "versions": versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def with_input(
+    result: Mapping[str, object],
+    *,
+    feature_set: str,
+    features: Path | str,
+    features_sha256: str | None = None,
+) -> dict[str, object]:
+    """Return ``result`` with ``feature_set``, ``features`` and its checksum after ``benchmark``.
+
+    ``features_sha256`` is computed from the file when not given.
+    """
+    if features_sha256 is None:
+        from cytoimagenet.provenance import sha256_file
+
+        features_sha256 = sha256_file(Path(features))
+    rest = {k: v for k, v in result.items() if k not in ("format", "benchmark")}
+    return {
+        "format": result["format"],
+        "benchmark": result["benchmark"],
+        "feature_set": feature_set,
+        "features": str(features),
+        "features_sha256": features_sha256,
+        **rest,
+    }
+
+
 def build_result(
     *,
     benchmark: str,
@@ -108,25 +169,10 @@ def build_result(
     primary: str,
 ) -> dict[str, object]:
     """Assemble a RESULT.json dict; the headline numbers come from ``scores[primary]``."""
-    if primary not in scores:
-        raise ValueError(f"primary score {primary!r} is not among {list(scores)}")
-    head = scores[primary]
-    return {
-        "format": RESULT_FORMAT,
-        "benchmark": benchmark,
-        "feature_set": feature_set,
-        "features": str(features),
-        "features_sha256": features_sha256,
-        "protocol": dict(protocol),
-        "primary": primary,
-        "accuracy": head["accuracy"],
-        "correct": head["correct"],
-        "n": head["n"],
-        "ci95": head["ci95"],
-        "scores": {k: dict(v) for k, v in scores.items()},
-        "versions": versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    base = base_result(benchmark=benchmark, protocol=protocol, scores=scores, primary=primary)
+    return with_input(
+        base, feature_set=feature_set, features=features, features_sha256=features_sha256
+    )
 
 
 def _check(result: Mapping[str, object], where: str) -> None:
@@ -148,13 +194,14 @@ def write_result(path: Path, result: Mapping[str, object]) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def read_result(path: Path) -> dict[str, object]:
+def read_result(path: Path) -> dict[str, Any]:
     """Read a RESULT.json, checking ``format`` and the headline fields.
 
     Raises
     ------
     SchemaError
-        When the file is missing, not JSON, or not a ``cytoimagenet-result/1`` document.
+        When the file is missing, not JSON, not a ``cytoimagenet-result/1`` document, or
+        lacks a headline field.
     """
     path = Path(path)
     try:

@@ -231,8 +231,7 @@ def p_values(
     test_scores = np.asarray(test_scores, dtype=np.float64)
     theta = _rng(rng).random(test_scores.shape) if smoothing else None
     out = np.empty_like(test_scores)
-    columns = range(test_scores.shape[1])
-    for c in columns:
+    for c in range(test_scores.shape[1]):
         ref = cal_scores if cal_labels is None else cal_scores[np.asarray(cal_labels) == c]
         ref = np.sort(ref)
         n = ref.size
@@ -339,14 +338,6 @@ def group_disjoint_sets(
     generator = _rng(rng)
     sets = np.zeros(probs.shape, dtype=bool)
     for _, cal, test in leave_one_group_out(groups):
-        sets[test] = predict_sets(
-            probs[cal],
-            labels[cal],
-            probs[test],
-            alpha,
-            score,
-            mondrian,
-            generator,
-            randomize=randomize,
-        )
+        sets[test] = predict_sets(probs[cal], labels[cal], probs[test], alpha, score, mondrian,
+                                  generator, randomize=randomize)  # fmt: skip
     return sets

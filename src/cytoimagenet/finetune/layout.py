@@ -26,14 +26,21 @@ from typing import Final
 import polars as pl
 
 from cytoimagenet.errors import ConfigError, MetadataError
-from cytoimagenet.io.tables import find_files, read_delimited, require_columns
+from cytoimagenet.evaluation.bbbc021_csv import (
+    COMPOUND,
+    CONCENTRATION,
+    FILE_COLUMNS,
+    PATH_COLUMNS,
+    plate_folder,
+    read_annotated,
+)
+from cytoimagenet.io.tables import find_files
 
 #: Columns of a fields table (``paths``: absolute channel files, network input order).
 FIELD_COLUMNS: Final = (
     "field", "plate", "well", "site", "replicate", "compound", "concentration", "moa",
     "role", "group", "batch", "paths",
 )  # fmt: skip
-BBBC021_CHANNELS: Final = ("DAPI", "Tubulin", "Actin")
 #: Kensert's taxol rule: the annotated taxol treatments are these wells only.
 TAXOL_CONCENTRATIONS: Final = (0.3, 1.0, 3.0)
 BBBC021_FILES: Final = ("BBBC021_v1_image.csv*", "BBBC021_v1_moa.csv")
@@ -75,31 +82,22 @@ def bbbc021_fields(image_csv: Path, moa_csv: Path) -> pl.DataFrame:
         :data:`FIELD_COLUMNS`, ``paths`` relative to the data root (``Image_PathName_X /
         Image_FileName_X``); ``group`` is the compound, ``batch`` the week.
     """
-    image, moa = read_delimited(image_csv), read_delimited(moa_csv)
-    files = [f"Image_FileName_{c}" for c in BBBC021_CHANNELS]
-    dirs = [f"Image_PathName_{c}" for c in BBBC021_CHANNELS]
-    meta = ["Image_Metadata_Plate_DAPI", "Image_Metadata_Well_DAPI", "Replicate"]
-    meta += ["Image_Metadata_Compound", "Image_Metadata_Concentration"]
-    require_columns(image, files + dirs + meta, image_csv)
-    require_columns(moa, ["compound", "concentration", "moa"], moa_csv)
-    # '0.003' in the image table is '0.003000' in the MoA table: compare as numbers.
-    conc = pl.col("concentration").cast(pl.Float64, strict=False).round(9)
-    moa = moa.select("compound", conc, "moa").unique(["compound", "concentration"])
-    table = image.select(
-        pl.col("Image_Metadata_Plate_DAPI").alias("plate"),
-        pl.col("Image_Metadata_Well_DAPI").alias("well"),
+    files, dirs = FILE_COLUMNS, PATH_COLUMNS
+    plate, well = "Image_Metadata_Plate_DAPI", "Image_Metadata_Well_DAPI"
+    image = read_annotated(image_csv, moa_csv, [plate, well, "Replicate"])
+    table = image.filter(pl.col("moa").is_not_null()).select(
+        pl.col(plate).alias("plate"),
+        pl.col(well).alias("well"),
         pl.col(files[0]).str.extract(r"_s(\d+)_").fill_null("1").alias("site"),
         pl.col("Replicate").alias("replicate"),
-        pl.col("Image_Metadata_Compound").alias("compound"),
-        pl.col("Image_Metadata_Concentration")
-        .cast(pl.Float64, strict=False)
-        .round(9)
-        .alias("concentration"),
+        pl.col(COMPOUND).alias("compound"),
+        pl.col(CONCENTRATION).cast(pl.Float64, strict=False).round(9).alias("concentration"),
         pl.col(dirs[0]).str.extract(r"^(Week\d+)").fill_null("").alias("batch"),
         pl.concat_list(pl.col(d) + "/" + pl.col(f) for d, f in zip(dirs, files, strict=True)).alias(
             "paths"
         ),
-    ).join(moa, on=["compound", "concentration"], how="inner")
+        "moa",
+    )
     taxol = pl.col("compound").str.to_lowercase() == "taxol"
     kensert_taxol = (
         pl.col("plate").str.starts_with("Week1")
@@ -121,14 +119,6 @@ def bbbc021_fields(image_csv: Path, moa_csv: Path) -> pl.DataFrame:
     )
 
 
-def _plate_folder(root: Path, folder: str) -> str:
-    """``Week1/Week1_22123`` as published, or ``Week1_22123`` as its zip unpacks."""
-    if (root / folder).is_dir():
-        return folder
-    leaf = folder.rsplit("/", 1)[-1]
-    return leaf if (root / leaf).is_dir() else folder
-
-
 def resolve_paths(fields: pl.DataFrame, root: Path) -> pl.DataFrame:
     """Make the relative ``paths`` absolute under ``root``; every file must exist.
 
@@ -141,7 +131,7 @@ def resolve_paths(fields: pl.DataFrame, root: Path) -> pl.DataFrame:
     folders = {
         p.rsplit("/", 1)[0] for p in fields["paths"].explode().drop_nulls().unique().to_list()
     }
-    mapping = {f: _plate_folder(root, f) for f in folders}
+    mapping = {f: plate_folder(root, f) or f for f in folders}
 
     def absolute(path: str) -> str:
         folder, name = path.rsplit("/", 1)

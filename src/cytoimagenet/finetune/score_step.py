@@ -11,7 +11,6 @@ get sets calibrated on the other compounds' rows only (see
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Literal
@@ -22,6 +21,7 @@ from pydantic import Field, field_validator
 
 from cytoimagenet.config import _Job
 from cytoimagenet.errors import SchemaError
+from cytoimagenet.evaluation.result import with_input, write_result
 from cytoimagenet.finetune import conformal
 from cytoimagenet.finetune.scoring import (
     MOA,
@@ -30,7 +30,6 @@ from cytoimagenet.finetune.scoring import (
     score_predictions,
     validate_predictions,
 )
-from cytoimagenet.io.atomic import atomic_path
 from cytoimagenet.io.tables import read_delimited
 
 _DELIMITED = (".csv", ".tsv", ".txt", ".tab")
@@ -235,20 +234,13 @@ def _prepare(path: Path, classes: list[str] | None) -> tuple[pl.DataFrame, list[
 def run_score(job: ScoreJob) -> dict[str, object]:
     """Score ``job.predictions``, write RESULT.json (and the figure); return the result."""
     from cytoimagenet.evaluation.figures import confusion_figure
-    from cytoimagenet.provenance import sha256_file
 
     frame, classes = _prepare(job.predictions, job.classes)
     result = score_predictions(
         frame, classes, job.level, job.aggregate_from, benchmark=job.benchmark
     )
-    result = {
-        "format": result.pop("format"),
-        "benchmark": result.pop("benchmark"),
-        "feature_set": job.name or _stem(job.predictions),
-        "features": str(job.predictions),
-        "features_sha256": sha256_file(job.predictions),
-        **result,
-    }
+    name = job.name or _stem(job.predictions)
+    result = with_input(result, feature_set=name, features=job.predictions)
     if job.conformal_alpha:
         scored = level_frames(frame, classes, job.level, job.aggregate_from)[job.level]
         cal = None
@@ -257,8 +249,7 @@ def run_score(job: ScoreJob) -> dict[str, object]:
             cal = level_frames(cal_frame, classes, job.level, job.aggregate_from)[job.level]
         result["conformal"] = conformal_report(scored, classes, job, cal)
     result["config"] = job.resolved()
-    with atomic_path(job.out) as tmp:
-        tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(job.out, result)
     if job.figure is not None:
         primary = result["scores"][job.level]  # type: ignore[index]
         title = f"{result['feature_set']}: {job.level} accuracy {100 * primary['accuracy']:.1f}%"

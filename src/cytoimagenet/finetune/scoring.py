@@ -18,15 +18,15 @@ mean logits: apply a softmax first).
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import polars as pl
 
 from cytoimagenet.errors import ConfigError, SchemaError
+from cytoimagenet.evaluation.result import base_result, confusion_matrix
+from cytoimagenet.evaluation.stats import wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +40,7 @@ LEVEL_KEYS: dict[str, tuple[str, ...]] = {
     "well": ("Metadata_Plate", "Metadata_Well"),
     "treatment": ("Metadata_Compound", "Metadata_Concentration"),
 }
-RESULT_FORMAT = "cytoimagenet-result/1"
-_Z95 = 1.959963984540054
 _SUM_TOLERANCE = 1e-3
-
-
-def wilson_interval(correct: int, n: int, z: float = _Z95) -> dict[str, object]:
-    """Return the Wilson score interval of a proportion as a RESULT.json ``ci95`` block.
-
-    Examples
-    --------
-    >>> ci = wilson_interval(100, 103)
-    >>> round(ci["low"], 3), round(ci["high"], 3)
-    (0.918, 0.99)
-    """
-    if n <= 0 or not 0 <= correct <= n:
-        raise ValueError(f"need 0 <= correct <= n and n > 0, got {correct}/{n}")
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    low, high = max(0.0, centre - half), min(1.0, centre + half)
-    return {"method": "wilson", "low": low, "high": high, "half_width": (high - low) / 2}
 
 
 def detect_classes(frame: pl.DataFrame, source: str = "predictions") -> list[str]:
@@ -265,11 +244,8 @@ def level_frames(
 def score_level(frame: pl.DataFrame, classes: Sequence[str]) -> dict[str, object]:
     """Accuracy, Wilson interval, confusion matrix and per-class recall of one level."""
     classes = list(classes)
-    index = {c: i for i, c in enumerate(classes)}
-    true = np.array([index[v] for v in frame[MOA].to_list()], dtype=np.int64)
-    pred = np.array([index[v] for v in frame[PREDICTION].to_list()], dtype=np.int64)
-    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(confusion, (true, pred), 1)
+    _, matrix = confusion_matrix(frame[MOA].to_list(), frame[PREDICTION].to_list(), classes)
+    confusion = np.asarray(matrix, dtype=np.int64)
     correct, n = int(np.trace(confusion)), int(confusion.sum())
     support = confusion.sum(axis=1)
     recall = {
@@ -282,21 +258,12 @@ def score_level(frame: pl.DataFrame, classes: Sequence[str]) -> dict[str, object
         "n": n,
         "ci95": wilson_interval(correct, n),
         "labels": classes,
-        "confusion": confusion.tolist(),
+        "confusion": matrix,
         "extra": {
             "per_class_recall": recall,
             "support": {c: int(s) for c, s in zip(classes, support, strict=True)},
         },
     }
-
-
-def versions() -> dict[str, str]:
-    """Return the versions that matter for a RESULT.json."""
-    from cytoimagenet.provenance import environment
-
-    env = environment()
-    packages: Mapping[str, str] = env["packages"]  # type: ignore[assignment]
-    return {"python": str(env["python"]), **packages}
 
 
 def score_predictions(
@@ -307,7 +274,9 @@ def score_predictions(
     *,
     benchmark: str = "predictions",
 ) -> dict[str, object]:
-    """Score a predictions table; return a RESULT.json dict (without the input-file fields).
+    """Score a predictions table; return a RESULT.json dict without the input-file fields.
+
+    Add those with :func:`cytoimagenet.evaluation.result.with_input`.
 
     Every level from ``aggregate_from`` to ``level`` is scored (``scores`` keys ``crop``,
     ``well``, ``treatment``); ``level`` is the primary one.
@@ -325,32 +294,20 @@ def score_predictions(
     """
     frames = level_frames(frame, classes, level, aggregate_from)
     scores = {name: score_level(f, classes) for name, f in frames.items()}
-    primary = scores[level]
     steps = " → ".join(frames)
     description = (
         f"class probabilities aggregated {steps} by the element-wise median at each level "
         "(Kensert et al. 2019); prediction = argmax, ties to the first class; accuracy over "
         f"{level}s with a Wilson 95% interval"
     )
-    return {
-        "format": RESULT_FORMAT,
-        "benchmark": benchmark,
-        "protocol": {
-            "name": "median-aggregation",
-            "description": description,
-            "level": level,
-            "aggregate_from": aggregate_from or level,
-            "aggregation": "median",
-            "level_keys": {name: list(LEVEL_KEYS[name]) for name in frames},
-            "classes": list(classes),
-            "tie_rule": "first class in order",
-        },
-        "primary": level,
-        "accuracy": primary["accuracy"],
-        "correct": primary["correct"],
-        "n": primary["n"],
-        "ci95": primary["ci95"],
-        "scores": scores,
-        "versions": versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    protocol = {
+        "name": "median-aggregation",
+        "description": description,
+        "level": level,
+        "aggregate_from": aggregate_from or level,
+        "aggregation": "median",
+        "level_keys": {name: list(LEVEL_KEYS[name]) for name in frames},
+        "classes": list(classes),
+        "tie_rule": "first class in order",
     }
+    return base_result(benchmark=benchmark, protocol=protocol, scores=scores, primary=level)

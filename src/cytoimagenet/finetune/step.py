@@ -28,6 +28,7 @@ from typing import Any, Final
 import polars as pl
 
 from cytoimagenet.errors import ConfigError
+from cytoimagenet.evaluation.result import with_input
 from cytoimagenet.finetune.config import FinetuneJob
 from cytoimagenet.finetune.folds import Fold, make_folds, select_folds
 from cytoimagenet.finetune.layout import READERS
@@ -36,7 +37,7 @@ from cytoimagenet.finetune.model import NAMED_INITS, build_classifier
 from cytoimagenet.finetune.prepare import PrepSpec, prepare_crops
 from cytoimagenet.hashing import stable_hash
 from cytoimagenet.io.atomic import atomic_path
-from cytoimagenet.provenance import environment, sha256_file, write_provenance
+from cytoimagenet.provenance import environment, write_provenance
 
 log = logging.getLogger(__name__)
 
@@ -276,16 +277,9 @@ def run_finetune(
     with atomic_path(result.predictions) as tmp:
         gathered.write_parquet(tmp)
     scored = score_run(job.dataset, gathered, classes, folds)
-    record = {
-        "format": scored.pop("format"),
-        "benchmark": scored.pop("benchmark"),
-        "feature_set": f"{job.model}-{init_name(job.init)}",
-        "features": str(result.predictions),
-        "features_sha256": sha256_file(result.predictions),
-        **scored,
-        "config": config,
-        "environment": environment(),
-    }
+    name = f"{job.model}-{init_name(job.init)}"
+    record = with_input(scored, feature_set=name, features=result.predictions)
+    record |= {"config": config, "environment": environment()}
     with atomic_path(job.out / RESULT) as tmp:
         tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n",
                        encoding="utf-8")  # fmt: skip
