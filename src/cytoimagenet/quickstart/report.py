@@ -173,7 +173,8 @@ def _results_section(run: Run, doc: Document, fig_dir: Path) -> None:
             f"{name}: {100 * score['accuracy']:.1f} % ({score['correct']}/{score['n']})",
             fig_dir / f"confusion-{slug}.png",
         )
-        doc.add(Figure(_rel(path, run.paths.report), f"{name}: true MoA (rows) vs 1-NN MoA."))
+        caption = f"{name}: true MoA (rows) vs 1-NN MoA."
+        doc.add(Figure(_rel(path, run.paths.report), caption, inline=True))
     tables = []
     for result in results:
         features = Path(result["features"])

@@ -21,6 +21,8 @@ th { background: #eef3f8; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1rem 0; }
 figure img { max-width: 100%; border: 1px solid #e1e4e8; }
+figure.inline { display: inline-block; width: 31%; margin: .5rem 1% .5rem 0;
+                vertical-align: top; }
 figcaption { font-size: .88rem; color: #57606a; }
 pre { background: #f6f8fa; padding: .7rem; overflow-x: auto; font-size: .85rem; }
 .note { color: #57606a; font-size: .9rem; }
@@ -61,6 +63,8 @@ class Figure:
     src: str
     caption: str
     alt: str = ""
+    #: Shown side by side with its inline neighbours (HTML), e.g. a row of small matrices.
+    inline: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,8 +105,9 @@ def _html_block(block: Block) -> str:
         return f"<pre><code>{esc(block.text)}</code></pre>"
     if isinstance(block, Figure):
         alt = esc(block.alt or block.caption)
+        cls = ' class="inline"' if block.inline else ""
         return (
-            f'<figure><img src="{esc(block.src)}" alt="{alt}">'
+            f'<figure{cls}><img src="{esc(block.src)}" alt="{alt}">'
             f"<figcaption>{esc(block.caption)}</figcaption></figure>"
         )
     head = "".join(f"<th>{esc(str(h))}</th>" for h in block.header)

@@ -75,6 +75,9 @@ class PlateSpec:
         Side of each field in pixels.
     cells : int
         Cells per field.
+    effect : float
+        Scale of every phenotype (1.0: as :data:`MOAS` states it). At 0.5 random features
+        still find most MoAs but a trained model finds more, so a benchmark tells them apart.
     seed : int
         Seed of every random choice.
     """
@@ -84,6 +87,7 @@ class PlateSpec:
     sites: int = 2
     size: int = 128
     cells: int = 8
+    effect: float = 0.5
     seed: int = 0
 
 
@@ -197,7 +201,7 @@ def generate_moa_plate(out: Path, spec: PlateSpec | None = None) -> Path:
             if compound == DMSO:
                 phenotype = Phenotype()
             else:
-                strength = 0.5 if conc == CONCENTRATIONS[0] else 1.0
+                strength = spec.effect * (0.5 if conc == CONCENTRATIONS[0] else 1.0)
                 phenotype = _effect(MOAS[moa][0], strength, twists[compound])
             for site in range(1, spec.sites + 1):
                 field = render_cells(rng, spec.size, spec.cells, phenotype)
