@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cytoimagenet.errors import ConfigError
+from cytoimagenet.fields import ParquetOut, existing_dir, existing_file, existing_files
 
 
 class _Job(BaseModel):
@@ -34,8 +35,8 @@ class MetadataJob(_Job):
     """
 
     source: str
-    raw: Path
-    out: Path
+    raw: Annotated[Path, existing_dir("the source's raw metadata folder")]
+    out: ParquetOut
     csv: bool = True
 
     @field_validator("source")
@@ -44,22 +45,6 @@ class MetadataJob(_Job):
         from cytoimagenet.sources import get_source
 
         return get_source(value).name
-
-    @field_validator("raw")
-    @classmethod
-    def _raw_exists(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"{value}: no such directory (the source's raw metadata folder)")
-        return value
-
-    @field_validator("out")
-    @classmethod
-    def _parquet(cls, value: Path) -> Path:
-        if value.suffix != ".parquet":
-            raise ValueError(f"{value}: the output must be a .parquet file")
-        if value.is_dir():
-            raise ValueError(f"{value}: is a directory; give a file name ending in .parquet")
-        return value
 
 
 J = TypeVar("J", bound=_Job)
@@ -79,29 +64,14 @@ class SampleJob(_Job):
 class LabelJob(_Job):
     """Assign weak labels over one or more harmonised metadata tables."""
 
-    metadata: list[Path] = Field(min_length=1)
-    out: Path
+    metadata: Annotated[list[Path], Field(min_length=1), existing_files("metadata table(s)")]
+    out: ParquetOut
     threshold: int = Field(default=287, ge=1)
     class_size: int = Field(default=1000, ge=1)
     seed: int = 0
     categories: list[str] | None = None
     min_class_size: int | None = Field(default=None, ge=1)
     unseen_classes: int = Field(default=0, ge=0)
-
-    @field_validator("metadata")
-    @classmethod
-    def _tables_exist(cls, value: list[Path]) -> list[Path]:
-        missing = [str(p) for p in value if not p.is_file()]
-        if missing:
-            raise ValueError(f"no such metadata table(s): {', '.join(missing)}")
-        return value
-
-    @field_validator("out")
-    @classmethod
-    def _parquet_out(cls, value: Path) -> Path:
-        if value.suffix != ".parquet":
-            raise ValueError(f"{value}: the output must be a .parquet file")
-        return value
 
     @field_validator("categories")
     @classmethod
@@ -150,8 +120,8 @@ class BuildJob(_Job):
         Classes with fewer images after QC are dropped (published dataset: 500).
     """
 
-    labels: Path
-    root: Path
+    labels: Annotated[Path, existing_file("labels table (run `cytoimagenet labels` first)")]
+    root: Annotated[Path, existing_dir("the raw data root")]
     out: Path
     workers: int = Field(default=1, ge=1, le=512)
     scheduler: str | None = None
@@ -164,20 +134,6 @@ class BuildJob(_Job):
     high: float = Field(default=99.9, ge=0, le=100)
     shard_size: int = Field(default=32, ge=1, le=100_000)
     qc: QCConfig = QCConfig()
-
-    @field_validator("labels")
-    @classmethod
-    def _labels_exist(cls, value: Path) -> Path:
-        if not value.is_file():
-            raise ValueError(f"{value}: no such labels table (run `cytoimagenet labels` first)")
-        return value
-
-    @field_validator("root")
-    @classmethod
-    def _root_exists(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"{value}: no such directory (the raw data root)")
-        return value
 
     def fingerprint(self) -> dict[str, object]:
         """Return the settings that decide the output (not how fast it is made)."""

@@ -28,6 +28,7 @@ from cytoimagenet.download.routes import (
     mirrored,
     plan_source,
 )
+from cytoimagenet.fields import OutputDir
 from cytoimagenet.sources.catalog import RemoteFile, SourceInfo, get_source
 
 MANIFEST = "downloads.json"
@@ -58,7 +59,7 @@ class DownloadJob(_Job):
     """
 
     sources: list[str] = Field(min_length=1)
-    to: Path
+    to: OutputDir
     metadata_only: bool = False
     extract: bool = True
     retries: int = Field(default=3, ge=0, le=20)
@@ -71,13 +72,6 @@ class DownloadJob(_Job):
     def _known(cls, value: list[str]) -> list[str]:
         names = [get_source(v).name for v in value]
         return list(dict.fromkeys(names))
-
-    @field_validator("to")
-    @classmethod
-    def _folder(cls, value: Path) -> Path:
-        if value.exists() and not value.is_dir():
-            raise ValueError(f"{value}: exists and is not a directory")
-        return value
 
     @field_validator("mirror")
     @classmethod

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import polars as pl
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
 from cytoimagenet.config import _Job
 from cytoimagenet.evaluation.loaders import (
@@ -17,6 +17,7 @@ from cytoimagenet.evaluation.loaders import (
     load_coos7,
     load_cyclops,
 )
+from cytoimagenet.fields import ParquetOut, existing_dir
 from cytoimagenet.io.atomic import atomic_path
 from cytoimagenet.provenance import write_provenance
 
@@ -41,32 +42,11 @@ class BenchmarkImagesJob(_Job):
     """
 
     benchmark: Literal["bbbc021", "coos7", "cyclops"]
-    root: Path
-    out: Path
-    metadata: Path | None = None
+    root: Annotated[Path, existing_dir("the benchmark's raw folder")]
+    out: ParquetOut
+    metadata: Annotated[Path | None, existing_dir("the folder with the BBBC021 CSVs")] = None
     subset: Literal["annotated", "all"] = "annotated"
     allow_missing: bool = False
-
-    @field_validator("root")
-    @classmethod
-    def _root_exists(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"{value}: no such directory (the benchmark's raw folder)")
-        return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_dir():
-            raise ValueError(f"{value}: no such directory (the folder with the BBBC021 CSVs)")
-        return value
-
-    @field_validator("out")
-    @classmethod
-    def _parquet_out(cls, value: Path) -> Path:
-        if value.suffix != ".parquet":
-            raise ValueError(f"{value}: the output must be a .parquet file")
-        return value
 
     @model_validator(mode="after")
     def _bbbc021_options(self) -> BenchmarkImagesJob:

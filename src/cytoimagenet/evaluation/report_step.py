@@ -6,9 +6,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from cytoimagenet.config import _Job
 from cytoimagenet.evaluation.figures import confusion_figure, require_umap, umap_figure
@@ -20,6 +20,7 @@ from cytoimagenet.evaluation.report import (
     scores_of,
     slug,
 )
+from cytoimagenet.fields import OutputDir, existing_file, existing_files, output_file
 from cytoimagenet.io.atomic import atomic_path
 
 
@@ -40,34 +41,12 @@ class ReportJob(_Job):
         Column the UMAP is coloured by.
     """
 
-    results: list[Path] = Field(min_length=1)
-    out: Path
-    figures: Path | None = None
-    umap: Path | None = None
+    results: Annotated[list[Path], Field(min_length=1), existing_files("result file(s)")]
+    out: Annotated[Path, output_file(".md", ".markdown", noun="report")]
+    figures: OutputDir | None = None
+    umap: Annotated[Path | None, existing_file("features table")] = None
     umap_label: str | None = None
     seed: int = 0
-
-    @field_validator("results")
-    @classmethod
-    def _results_exist(cls, value: list[Path]) -> list[Path]:
-        missing = [str(p) for p in value if not p.is_file()]
-        if missing:
-            raise ValueError(f"no such result file(s): {', '.join(missing)}")
-        return value
-
-    @field_validator("out")
-    @classmethod
-    def _markdown_out(cls, value: Path) -> Path:
-        if value.suffix.lower() not in (".md", ".markdown"):
-            raise ValueError(f"{value}: the report must be a Markdown file (.md)")
-        return value
-
-    @field_validator("umap")
-    @classmethod
-    def _umap_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{value}: no such features table")
-        return value
 
     @model_validator(mode="after")
     def _umap_needs_figures(self) -> ReportJob:

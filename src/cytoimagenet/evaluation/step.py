@@ -8,13 +8,14 @@ frozen description go into the result next to the numbers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from cytoimagenet.config import _Job
 from cytoimagenet.evaluation.feature_table import TABLE_SUFFIXES, read_feature_table, table_suffix
 from cytoimagenet.evaluation.result import build_result, write_result
+from cytoimagenet.fields import JsonOut, existing_file
 
 Benchmark = Literal["bbbc021", "coos7", "cyclops"]
 
@@ -47,14 +48,14 @@ class EvaluateJob(_Job):
 
     benchmark: Benchmark
     features: Path
-    out: Path
+    out: JsonOut
     protocol: Literal["cytoimagenet", "standard"] | None = None
     metric: Literal["cosine", "pearson", "euclidean"] | None = None
     normalize: Literal["none", "zscore", "plate-dmso"] | None = None
     k: int | None = Field(default=None, ge=1, le=1000)
     sphere: bool | None = None
     sphere_ridge: float = Field(default=1.0, gt=0)
-    moa: Path | None = None
+    moa: Annotated[Path | None, existing_file("MoA table (BBBC021_v1_moa.csv)")] = None
     name: str | None = None
     bootstrap: int = Field(default=2000, ge=1, le=1_000_000)
     seed: int = 0
@@ -66,22 +67,6 @@ class EvaluateJob(_Job):
             raise ValueError(f"{value}: no such feature table")
         if not table_suffix(value):
             raise ValueError(f"{value}: a feature table must be one of {list(TABLE_SUFFIXES)}")
-        return value
-
-    @field_validator("out")
-    @classmethod
-    def _json_out(cls, value: Path) -> Path:
-        if value.suffix.lower() != ".json":
-            raise ValueError(f"{value}: the result must be a .json file")
-        if value.is_dir():
-            raise ValueError(f"{value}: is a directory; give a file name ending in .json")
-        return value
-
-    @field_validator("moa")
-    @classmethod
-    def _moa_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{value}: no such MoA table (BBBC021_v1_moa.csv)")
         return value
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import polars as pl
@@ -23,6 +23,7 @@ from cytoimagenet.config import _Job
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.features.extract import extract_features, fuse
 from cytoimagenet.features.inputs import MODES
+from cytoimagenet.fields import Device, ParquetOut, existing_file
 from cytoimagenet.io.atomic import atomic_path
 from cytoimagenet.provenance import environment, write_provenance
 
@@ -48,8 +49,8 @@ class ExtractJob(_Job):
     """
 
     model: str
-    images: Path
-    out: Path
+    images: Annotated[Path, existing_file("images table")]
+    out: ParquetOut
     root: Path | None = None
     mode: Literal["concat-norm", "concat", "merge-norm", "merge"] = "concat-norm"
     size: int | None = Field(default=224, ge=8)
@@ -57,22 +58,8 @@ class ExtractJob(_Job):
     in_chans: int = Field(default=1, ge=1)
     batch_size: int = Field(default=32, ge=1)
     workers: int = Field(default=2, ge=1)
-    device: str = "cpu"
+    device: Device = "cpu"
     seed: int = 0
-
-    @field_validator("images")
-    @classmethod
-    def _images_exist(cls, value: Path) -> Path:
-        if not value.is_file():
-            raise ValueError(f"{value}: no such images table")
-        return value
-
-    @field_validator("out")
-    @classmethod
-    def _parquet_out(cls, value: Path) -> Path:
-        if value.suffix != ".parquet":
-            raise ValueError(f"{value}: the output must be a .parquet file")
-        return value
 
     @field_validator("model")
     @classmethod

@@ -9,15 +9,14 @@ batch 8, lr 1e-3, no augmentation.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from cytoimagenet.config import _Job
+from cytoimagenet.fields import Device, OutputDir, existing_dir
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 #: Kensert's BBBC021 settings per architecture (timm names); others get ``resnet50``'s.
 KENSERT_BBBC021: Final = {
     "resnet50": {"epochs": 5, "batch_size": 32, "lr": 5e-4},
@@ -87,8 +86,8 @@ class FinetuneJob(_Job):
     """
 
     dataset: Literal["bbbc021", "bbbc014"]
-    root: Path
-    out: Path
+    root: Annotated[Path, existing_dir("the raw data root")]
+    out: OutputDir
     model: str = "resnet50"
     init: str = "imagenet"
     epochs: int = Field(ge=1, le=100_000)
@@ -100,13 +99,13 @@ class FinetuneJob(_Job):
     augment: Literal["kensert", "dihedral", "none"]
     class_weights: bool = True
     folds: str = "all"
-    device: str = "auto"
+    device: Device = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
     seed: int = Field(default=0, ge=0, lt=2**63)
     max_steps: int | None = Field(default=None, ge=1)
     workers: int = Field(default=0, ge=0, le=256)
-    cache: Path | None = None
+    cache: OutputDir | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -129,20 +128,6 @@ class FinetuneJob(_Job):
                 raise ValueError(str(exc)) from None
         return values
 
-    @field_validator("root")
-    @classmethod
-    def _root(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"{value}: no such directory (the raw data root)")
-        return value
-
-    @field_validator("out", "cache")
-    @classmethod
-    def _folder(cls, value: Path | None) -> Path | None:
-        if value is not None and value.exists() and not value.is_dir():
-            raise ValueError(f"{value}: exists and is not a directory")
-        return value
-
     @field_validator("model")
     @classmethod
     def _model(cls, value: str) -> str:
@@ -153,13 +138,6 @@ class FinetuneJob(_Job):
                 f"unknown timm model {value!r}; see `timm.list_models()` (e.g. resnet50, "
                 "inception_v3, inception_resnet_v2)"
             )
-        return value
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"{value!r}: expected auto, cpu, cuda or cuda:N")
         return value
 
     @field_validator("init")

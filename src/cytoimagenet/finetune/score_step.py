@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import polars as pl
@@ -22,6 +22,7 @@ from pydantic import Field, field_validator
 from cytoimagenet.config import _Job
 from cytoimagenet.errors import SchemaError
 from cytoimagenet.evaluation.result import with_input, write_result
+from cytoimagenet.fields import JsonOut, existing_file, output_file
 from cytoimagenet.finetune import conformal
 from cytoimagenet.finetune.scoring import (
     MOA,
@@ -55,42 +56,21 @@ class ScoreJob(_Job):
         within ``predictions`` when omitted.
     """
 
-    predictions: Path
-    out: Path
+    predictions: Annotated[Path, existing_file("predictions table")]
+    out: JsonOut
     level: Literal["crop", "well", "treatment"] = "treatment"
     aggregate_from: Literal["crop", "well", "treatment"] | None = None
     classes: list[str] | None = None
-    figure: Path | None = None
+    figure: Annotated[Path | None, output_file(".png", noun="figure")] = None
     benchmark: str = "predictions"
     name: str | None = None
     conformal_alpha: list[float] = Field(default_factory=list)
     conformal_score: Literal["lac", "aps"] = "lac"
     mondrian: bool = False
     randomize: bool = False
-    conformal_calibration: Path | None = None
+    conformal_calibration: Annotated[Path | None, existing_file("predictions table")] = None
     group: str = "Metadata_Compound"
     seed: int = 0
-
-    @field_validator("predictions", "conformal_calibration")
-    @classmethod
-    def _table_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{value}: no such predictions table")
-        return value
-
-    @field_validator("out")
-    @classmethod
-    def _json_out(cls, value: Path) -> Path:
-        if value.suffix != ".json":
-            raise ValueError(f"{value}: the result must be a .json file")
-        return value
-
-    @field_validator("figure")
-    @classmethod
-    def _png_out(cls, value: Path | None) -> Path | None:
-        if value is not None and value.suffix != ".png":
-            raise ValueError(f"{value}: the figure must be a .png file")
-        return value
 
     @field_validator("conformal_alpha")
     @classmethod

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from cytoimagenet.config import _Job
+from cytoimagenet.fields import Device, OutputDir
 
 #: Columns ``pretrain`` reads from ``DATASET/metadata.parquet``.
 DATASET_COLUMNS = ("label", "path", "filename", "dset")
 #: Split names of the ``dset`` column.
 SPLITS = ("train", "val")
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _NAMED_WEIGHTS = ("random", "imagenet", "lite0-imagenet")
 
 
@@ -67,7 +66,7 @@ class PretrainJob(_Job):
     """
 
     data: Path
-    out: Path
+    out: OutputDir
     model: str = "efficientnet_b0"
     weights: str = "random"
     epochs: int = Field(default=24, ge=1, le=100_000)
@@ -79,7 +78,7 @@ class PretrainJob(_Job):
     in_chans: int = Field(default=1, ge=1, le=4)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
-    device: str = "auto"
+    device: Device = "auto"
     max_steps: int | None = Field(default=None, ge=1)
     val_every: int = Field(default=1, ge=1)
     deterministic: bool = False
@@ -103,20 +102,6 @@ class PretrainJob(_Job):
         missing = [c for c in DATASET_COLUMNS if c not in names]
         if missing:
             raise ValueError(f"{table}: lacks column(s) {missing}")
-        return value
-
-    @field_validator("out")
-    @classmethod
-    def _out_dir(cls, value: Path) -> Path:
-        if value.exists() and not value.is_dir():
-            raise ValueError(f"{value}: exists and is not a directory")
-        return value
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"{value!r}: expected auto, cpu, cuda or cuda:N")
         return value
 
     @field_validator("weights")

@@ -1,0 +1,87 @@
+"""Field types shared by the job configurations: paths that must exist, outputs of one kind.
+
+Each is an ``Annotated`` type whose check runs when the job is validated, so a command fails
+before any work with a message that names the path and what was expected there.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def existing_file(what: str) -> AfterValidator:
+    """Check that a path (or ``None``) names an existing file: ``what`` describes it."""
+
+    def check(value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value}: no such {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def existing_files(what: str) -> AfterValidator:
+    """Check that every path of a list names an existing file, listing all that do not."""
+
+    def check(value: list[Path]) -> list[Path]:
+        missing = [str(p) for p in value if not p.is_file()]
+        if missing:
+            raise ValueError(f"no such {what}: {', '.join(missing)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def existing_dir(what: str) -> AfterValidator:
+    """Check that a path (or ``None``) names an existing directory: ``what`` says which."""
+
+    def check(value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value}: no such directory ({what})")
+        return value
+
+    return AfterValidator(check)
+
+
+def output_file(*suffixes: str, noun: str = "output") -> AfterValidator:
+    """Check that an output path (or ``None``) ends in one of ``suffixes`` and is no folder."""
+    wanted = " or ".join(suffixes)
+
+    def check(value: Path | None) -> Path | None:
+        if value is None:
+            return value
+        if value.suffix.lower() not in suffixes:
+            raise ValueError(f"{value}: the {noun} must be a {wanted} file")
+        if value.is_dir():
+            raise ValueError(f"{value}: is a directory; give a file name ending in {wanted}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _not_a_file(value: Path | None) -> Path | None:
+    if value is not None and value.exists() and not value.is_dir():
+        raise ValueError(f"{value}: exists and is not a directory")
+    return value
+
+
+def _device(value: str) -> str:
+    if not _DEVICE.match(value):
+        raise ValueError(f"{value!r}: expected auto, cpu, cuda or cuda:N")
+    return value
+
+
+#: A folder the job creates or resumes in: it may be missing, but must not be a file.
+OutputDir = Annotated[Path, AfterValidator(_not_a_file)]
+#: A torch device spelled ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+Device = Annotated[str, AfterValidator(_device)]
+#: A Parquet output table.
+ParquetOut = Annotated[Path, output_file(".parquet")]
+#: A JSON result file.
+JsonOut = Annotated[Path, output_file(".json", noun="result")]
