@@ -8,7 +8,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cytoimagenet.errors import ConfigError
-from cytoimagenet.fields import ParquetOut, existing_dir, existing_file, existing_files
+from cytoimagenet.fields import OutputDir, ParquetOut, existing_dir, existing_file, existing_files
 
 
 class _Job(BaseModel):
@@ -51,12 +51,19 @@ J = TypeVar("J", bound=_Job)
 
 
 class SampleJob(_Job):
-    """Generate the embedded sample source."""
+    """Generate embedded synthetic data: the sample source or a benchmark-layout screen.
 
-    out: Path
+    ``kind`` is ``source`` (the pretraining sample, :mod:`cytoimagenet.sample.generate`),
+    ``bbbc021`` (a compound screen in BBBC021's layout, one plate per week,
+    :mod:`cytoimagenet.sample.plate`) or ``bbbc014`` (a BBBC014-like plate; seed only).
+    ``size`` ``None`` takes the kind's default.
+    """
+
+    out: OutputDir
+    kind: Literal["source", "bbbc021", "bbbc014"] = "source"
     plates: int = Field(default=2, ge=1, le=8)
     sites: int = Field(default=2, ge=1, le=9)
-    size: int = Field(default=192, ge=16, le=2048)
+    size: int | None = Field(default=None, ge=16, le=2048)
     cells: int = Field(default=12, ge=1, le=200)
     seed: int = 0
 

@@ -154,3 +154,21 @@ def test_labels_command_validates_options(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 1 and "no such metadata table" in result.output
+
+
+def test_sample_kinds(tmp_path: Path) -> None:
+    from cytoimagenet.evaluation.loaders import load_bbbc021
+
+    args = ["--plates", "1", "--sites", "1", "--size", "32"]
+    source = runner.invoke(app, ["sample", "--out", str(tmp_path / "s"), *args])
+    assert source.exit_code == 0 and "sample_image.csv" in source.output
+    screen = runner.invoke(
+        app, ["sample", "--kind", "bbbc021", "--out", str(tmp_path / "b"), *args]
+    )
+    assert screen.exit_code == 0 and "BBBC021_v1_image.csv" in screen.output
+    assert load_bbbc021(tmp_path / "b").table["Metadata_Plate"].unique().to_list() == ["Week1_S01"]
+    plate = runner.invoke(app, ["sample", "--kind", "bbbc014", "--out", str(tmp_path / "c")])
+    assert plate.exit_code == 0
+    assert len(list((tmp_path / "c" / "BBBC014_v1_images").glob("*.BMP"))) == 2 * 96
+    wrong = runner.invoke(app, ["sample", "--kind", "bbbc022", "--out", str(tmp_path / "d")])
+    assert wrong.exit_code == 1 and "kind" in wrong.output

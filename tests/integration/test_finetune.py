@@ -1,7 +1,8 @@
 """Complete CPU fine-tuning runs on tiny synthetic plates: every step, resume, CLI, scoring.
 
-BBBC021-like: 4 compounds (2 MoAs) + DMSO on 2 plates, 64×80 fields cut into 2×2 crops and
-squashed to 32 px; timm's ``test_resnet``, Xavier init, 2 epochs of 2 steps per fold.
+BBBC021-like: 4 compounds × 2 concentrations (2 MoAs) + DMSO on 2 plates of different gain,
+64 px fields cut into 2×2 crops and squashed to 32 px; timm's ``test_resnet``, Xavier init,
+2 epochs of 2 steps per fold.
 """
 
 from __future__ import annotations
@@ -20,15 +21,20 @@ from cytoimagenet.config import validate_job
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.finetune.config import FinetuneJob
 from cytoimagenet.finetune.step import run_finetune
-from cytoimagenet.finetune.synthetic import write_synthetic_bbbc014, write_synthetic_bbbc021
+from cytoimagenet.sample.bbbc014 import generate_bbbc014
+from cytoimagenet.sample.plate import PlateSpec, generate_moa_plate
 
-CLASSES = ["Actin disruptors", "Microtubule stabilizers"]
-FOLDS = ["cytochalasin-x", "epothilin", "latrunculin-y", "taxolin"]
+CLASSES = ["Actin disruptors", "Microtubule destabilizers"]
+FOLDS = ["colchicine", "cytochalasin-b", "latrunculin-b", "nocodazole"]
+PLATE = PlateSpec(weeks=2, dmso_wells=2, sites=1, size=64, cells=6, effect=1.0,
+                  moas=tuple(CLASSES), plate_gain=0.35)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_bbbc021(tmp_path_factory.mktemp("bbbc021") / "raw")
+    root = tmp_path_factory.mktemp("bbbc021") / "raw"
+    generate_moa_plate(root, PLATE)
+    return root
 
 
 def make_job(raw: Path, out: Path, **kw: Any) -> FinetuneJob:
@@ -45,9 +51,11 @@ class StopError(Exception):
 def test_complete_run_resume_and_score(raw: Path, tmp_path: Path) -> None:
     full = run_finetune(make_job(raw, tmp_path / "full"), progress=False)
     assert full.trained == FOLDS and full.classes == CLASSES
-    assert full.settings["crops"] == 48 and full.settings["crops_dropped"] == 0
+    crops = full.settings["crops"]
+    assert crops + full.settings["crops_dropped"] == 64  # 8 treatments × 2 plates × 4 crops
+    assert crops >= 60  # the odd quadrant without a cell is dropped, as Kensert did
     preds = pl.read_parquet(tmp_path / "full" / "predictions.parquet")
-    assert preds.height == 48  # 6 treatments × 2 plates × 4 crops
+    assert preds.height == crops
     for column in ("Metadata_Compound", "Metadata_Concentration", "Metadata_MoA",
                    "Metadata_Plate", "Metadata_Well", "Metadata_Fold", *CLASSES):  # fmt: skip
         assert column in preds.columns
@@ -56,11 +64,11 @@ def test_complete_run_resume_and_score(raw: Path, tmp_path: Path) -> None:
     per_fold = preds.group_by("Metadata_Fold").agg(pl.col("Metadata_Compound").n_unique())
     assert per_fold["Metadata_Compound"].to_list() == [1] * 4
     result = json.loads((tmp_path / "full" / "result.json").read_text())
-    assert result["n"] == 6 and result["primary"] == "treatment"  # 6 treatments
+    assert result["n"] == 8 and result["primary"] == "treatment"  # 8 treatments
     # one well per replicate here, so Kensert's replicate grouping scores the same
     assert result["kensert_replicates"]["correct"] == result["correct"]
     assert result["complete"] and result["folds_total"] == 4
-    assert sum(f["n"] for f in result["folds"].values()) == 6
+    assert sum(f["n"] for f in result["folds"].values()) == 8
     assert result["config"]["job"]["model"] == "test_resnet"
     assert "torch" in result["environment"]["packages"]
     assert (tmp_path / "full" / "provenance.json").is_file()
@@ -107,12 +115,12 @@ def test_complete_run_resume_and_score(raw: Path, tmp_path: Path) -> None:
 
 def test_some_folds_then_the_rest(raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first = run_finetune(make_job(raw, out, folds="1,taxolin", epochs=1), progress=False)
-    assert first.trained == ["epothilin", "taxolin"]
+    first = run_finetune(make_job(raw, out, folds="1,nocodazole", epochs=1), progress=False)
+    assert first.trained == ["cytochalasin-b", "nocodazole"]
     partial = json.loads((out / "result.json").read_text())
     assert not partial["complete"] and partial["folds_done"] == 2
     rest = run_finetune(make_job(raw, out, epochs=1), progress=False)
-    assert rest.skipped == ["epothilin", "taxolin"] and len(rest.trained) == 2
+    assert rest.skipped == ["cytochalasin-b", "nocodazole"] and len(rest.trained) == 2
     assert json.loads((out / "result.json").read_text())["complete"]
 
 
@@ -132,7 +140,7 @@ def test_missing_image_fails_before_work(raw: Path, tmp_path: Path) -> None:
 
 
 def test_cli_bbbc014_two_folds_across_cell_lines(tmp_path: Path) -> None:
-    raw = write_synthetic_bbbc014(tmp_path / "raw")
+    raw = generate_bbbc014(tmp_path / "raw")
     out = tmp_path / "run"
     args = ["finetune", "bbbc014", "--root", str(raw), "--out", str(out), "--model",
             "test_resnet", "--init", "xavier", "--input-size", "16", "--max-steps", "2",

@@ -16,7 +16,7 @@ from cytoimagenet.finetune.layout import (
     read_bbbc014,
     resolve_paths,
 )
-from cytoimagenet.finetune.synthetic import write_synthetic_bbbc021
+from cytoimagenet.sample.plate import PlateSpec, generate_moa_plate
 
 REAL = Path(__file__).parents[2] / ".." / "shared" / "data" / "bbbc021_metadata"
 
@@ -83,17 +83,20 @@ def test_slug() -> None:
 
 
 def test_synthetic_layout_reads_like_bbbc021(tmp_path: Path) -> None:
-    root = write_synthetic_bbbc021(tmp_path / "raw", plates=2)
+    root = tmp_path / "raw"
+    spec = PlateSpec(weeks=2, dmso_wells=2, sites=1, size=32, cells=2,
+                     moas=("Actin disruptors", "DNA damage"))  # fmt: skip
+    generate_moa_plate(root, spec)
     fields = resolve_paths(bbbc021_fields(*find_bbbc021_metadata(root)), root)
     treated = fields.filter(pl.col("role") == "treated")
     assert treated["compound"].n_unique() == 4 and treated["moa"].n_unique() == 2
     assert fields.filter(pl.col("role") == "control").height == 4
     assert all(Path(p).is_file() for p in fields["paths"].explode())
     # the zip layout (plate folders straight under root) resolves as well
-    (root / "Week1" / "Week1_10001").rename(root / "Week1_10001")
+    (root / "Week1" / "Week1_S01").rename(root / "Week1_S01")
     again = resolve_paths(bbbc021_fields(*find_bbbc021_metadata(root)), root)
     assert all(Path(p).is_file() for p in again["paths"].explode())
-    (root / "Week1_10001").rename(root / "gone")
+    (root / "Week1_S01").rename(root / "gone")
     with pytest.raises(ConfigError, match="missing"):
         resolve_paths(bbbc021_fields(*find_bbbc021_metadata(root)), root)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 import tifffile
 
 from cytoimagenet.evaluation.loaders import load_bbbc021
@@ -53,3 +54,16 @@ def test_seeded_and_phenotypes_scale_with_effect(tmp_path: Path) -> None:
         dapi = [tifffile.imread(root / p[0]).astype(float) for p in table["channel_paths"]]
         means[effect] = float(np.mean([d[d > 400].sum() for d in dapi]))
     assert means[1.0] > 1.5 * means[0.0]  # DNA damage: bigger, brighter nuclei
+
+
+def test_moa_subset_and_plate_gain(tmp_path: Path) -> None:
+    spec = PlateSpec(weeks=2, dmso_wells=2, sites=1, size=48, cells=4,
+                     moas=("DNA damage",), plate_gain=1.0)  # fmt: skip
+    generate_moa_plate(tmp_path, spec)
+    table = load_bbbc021(tmp_path).table
+    assert set(table["Metadata_MoA"]) == {"DNA damage", "DMSO"}
+    dmso = table.filter(pl.col("Metadata_MoA") == "DMSO").sort("Metadata_Plate")
+    level = [np.median(tifffile.imread(tmp_path / p[0])) for p in dmso["channel_paths"]]
+    assert level[2] > 1.7 * level[0]  # week 2 is imaged at twice the gain of week 1
+    with pytest.raises(ValueError, match="subset"):
+        PlateSpec(moas=("Kinase inhibitors",))

@@ -87,19 +87,42 @@ def labels(
 
 @friendly
 def sample(
-    out: Annotated[Path, typer.Option(help="Folder to write the sample source into.")],
+    out: Annotated[Path, typer.Option(help="Folder to write into.")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="source: the pretraining sample source; bbbc021: a compound screen in "
+            "BBBC021's layout (one plate per week); bbbc014: a BBBC014-like plate."
+        ),
+    ] = "source",
     plates: Annotated[int, typer.Option(help="Number of plates.")] = 2,
     sites: Annotated[int, typer.Option(help="Fields per well.")] = 2,
-    size: Annotated[int, typer.Option(help="Field side in pixels.")] = 192,
+    size: Annotated[
+        int | None, typer.Option(help="Field side in pixels [default: 192, bbbc021: 128].")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Generate the embedded synthetic sample source (16-bit TIFFs + image CSV)."""
-    from cytoimagenet.sample import SampleSpec, generate_sample
+    """Generate embedded synthetic data (16-bit TIFFs + the layout's metadata CSVs)."""
+    job = validate_job(
+        SampleJob, out=out, kind=kind, plates=plates, sites=sites, size=size, seed=seed
+    )
+    if job.kind == "bbbc014":
+        from cytoimagenet.sample.bbbc014 import generate_bbbc014
 
-    job = validate_job(SampleJob, out=out, plates=plates, sites=sites, size=size, seed=seed)
-    spec = SampleSpec(plates=job.plates, sites=job.sites, size=job.size, seed=job.seed)
-    table = generate_sample(job.out, spec)
-    typer.echo(f"wrote {table}")
+        written = generate_bbbc014(job.out, seed=job.seed) / "BBBC014_v1_images"
+    elif job.kind == "bbbc021":
+        from cytoimagenet.sample.plate import PlateSpec, generate_moa_plate
+
+        sized = {"size": job.size} if job.size else {}
+        spec = PlateSpec(weeks=job.plates, sites=job.sites, seed=job.seed, **sized)
+        written = generate_moa_plate(job.out, spec)
+    else:
+        from cytoimagenet.sample import SampleSpec, generate_sample
+
+        sized = {"size": job.size} if job.size else {}
+        spec = SampleSpec(plates=job.plates, sites=job.sites, seed=job.seed, **sized)
+        written = generate_sample(job.out, spec)
+    typer.echo(f"wrote {written}")
 
 
 @friendly

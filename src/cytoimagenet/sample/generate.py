@@ -19,6 +19,7 @@ import numpy as np
 import tifffile
 
 from cytoimagenet.io.atomic import atomic_path
+from cytoimagenet.sample.draw import ellipse, expose
 
 #: Tagged protein → where it sits (becomes ``cell_visible``).
 PROTEINS: Final = {"h2b": "nucleus", "gapdh": "cytoplasm", "rab5a": "endosome"}
@@ -73,10 +74,6 @@ def _wells(plate_index: int) -> list[tuple[str, str, str, str]]:
     return layout
 
 
-def _disk(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
-    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-
-
 def render_field(
     rng: np.random.Generator, size: int, cells: int, cell_line: str, protein: str, compound: str
 ) -> np.ndarray:
@@ -91,11 +88,11 @@ def render_field(
         ry, rx = r * elong, r / elong
         if rng.random() < 0.5:
             ry, rx = rx, ry
-        cyto = _disk(yy, xx, cy, cx, 2.0 * ry, 2.0 * rx)
-        nucleus = _disk(yy, xx, cy, cx, ry, rx)
+        cyto = ellipse(yy, xx, (cy, cx), (2.0 * ry, 2.0 * rx))
+        nucleus = ellipse(yy, xx, (cy, cx), (ry, rx))
         planes[0][nucleus] += rng.uniform(1800, 2600)
         planes[2][cyto & ~nucleus] += 900 * actin_f
-        edge = cyto & ~_disk(yy, xx, cy, cx, 1.7 * ry, 1.7 * rx)
+        edge = cyto & ~ellipse(yy, xx, (cy, cx), (1.7 * ry, 1.7 * rx))
         planes[2][edge] += 1500 * actin_f
         where = PROTEINS[protein]
         if where == "nucleus":
@@ -106,10 +103,9 @@ def render_field(
             for _ in range(10):
                 a, d = rng.uniform(0, 2 * np.pi), rng.uniform(1.1, 1.9)
                 py, px = cy + d * ry * np.sin(a), cx + d * rx * np.cos(a)
-                planes[1][_disk(yy, xx, py, px, 1.8, 1.8)] += 3000
+                planes[1][ellipse(yy, xx, (py, px), (1.8, 1.8))] += 3000
     planes += 120.0  # camera offset
-    noisy = rng.poisson(planes) + rng.normal(0, 15, planes.shape)
-    return np.clip(noisy, 0, 4095).astype(np.uint16)
+    return expose(rng, planes, read_noise=15)
 
 
 def generate_sample(out: Path, spec: SampleSpec | None = None) -> Path:

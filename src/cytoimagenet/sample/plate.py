@@ -20,6 +20,7 @@ import numpy as np
 import tifffile
 
 from cytoimagenet.io.atomic import atomic_path
+from cytoimagenet.sample.draw import ellipse, expose
 
 CHANNELS: Final = ("DAPI", "Tubulin", "Actin")
 IMAGE_CSV: Final = "BBBC021_v1_image.csv"
@@ -78,6 +79,11 @@ class PlateSpec:
     effect : float
         Scale of every phenotype (1.0: as :data:`MOAS` states it). At 0.5 random features
         still find most MoAs but a trained model finds more, so a benchmark tells them apart.
+    moas : tuple of str
+        Which MoAs of :data:`MOAS` the screen holds (all by default).
+    plate_gain : float
+        Plate ``k`` (from 0) is imaged at gain ``1 + k * plate_gain``: the batch effect that
+        per-plate DMSO normalisation removes.
     seed : int
         Seed of every random choice.
     """
@@ -88,7 +94,14 @@ class PlateSpec:
     size: int = 128
     cells: int = 8
     effect: float = 0.5
+    moas: tuple[str, ...] = tuple(MOAS)
+    plate_gain: float = 0.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.moas if m not in MOAS]
+        if unknown or not self.moas:
+            raise ValueError(f"moas must be a non-empty subset of {list(MOAS)}, got {unknown}")
 
 
 def _effect(phenotype: Phenotype, strength: float, twist: float) -> Phenotype:
@@ -107,11 +120,9 @@ def _effect(phenotype: Phenotype, strength: float, twist: float) -> Phenotype:
     )
 
 
-def _ellipse(yy: np.ndarray, xx: np.ndarray, c: tuple[float, float], r: tuple[float, float]):
-    return ((yy - c[0]) / r[0]) ** 2 + ((xx - c[1]) / r[1]) ** 2 <= 1.0
-
-
-def render_cells(rng: np.random.Generator, size: int, cells: int, ph: Phenotype) -> np.ndarray:
+def render_cells(
+    rng: np.random.Generator, size: int, cells: int, ph: Phenotype, gain: float = 1.0
+) -> np.ndarray:
     """Render one field as a ``(3, size, size)`` uint16 array (DAPI, Tubulin, Actin)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     planes = np.zeros((3, size, size), np.float32)
@@ -122,28 +133,28 @@ def render_cells(rng: np.random.Generator, size: int, cells: int, ph: Phenotype)
         if rng.random() < 0.5:
             ry, rx = rx, ry
         nr = 3.2 * ph.nucleus_size * rng.uniform(0.9, 1.1)
-        cell = _ellipse(yy, xx, centre, (2.0 * ry, 2.0 * rx))
-        nucleus = _ellipse(yy, xx, centre, (min(nr, 1.8 * ry), min(nr, 1.8 * rx)))
+        cell = ellipse(yy, xx, centre, (2.0 * ry, 2.0 * rx))
+        nucleus = ellipse(yy, xx, centre, (min(nr, 1.8 * ry), min(nr, 1.8 * rx)))
         cyto = cell & ~nucleus
         planes[0][nucleus] += 2000 * ph.dna * rng.uniform(0.9, 1.1)
         planes[1][cyto] += 900 * (1.0 - ph.tubulin_puncta)
         for _ in range(round(8 * ph.tubulin_puncta)):
             a, d = rng.uniform(0, 2 * np.pi), rng.uniform(1.0, 1.6) * nr
             spot = (centre[0] + d * np.sin(a), centre[1] + d * np.cos(a))
-            planes[1][_ellipse(yy, xx, spot, (1.6, 1.6))] += 2600
-        edge = cell & ~_ellipse(yy, xx, centre, (1.6 * ry, 1.6 * rx))
+            planes[1][ellipse(yy, xx, spot, (1.6, 1.6))] += 2600
+        edge = cell & ~ellipse(yy, xx, centre, (1.6 * ry, 1.6 * rx))
         planes[2][cyto] += 500 * ph.actin
         planes[2][edge] += 1800 * ph.actin
     planes += 110.0  # camera offset
-    noisy = rng.poisson(planes) + rng.normal(0, 12, planes.shape)
-    return np.clip(noisy, 0, 4095).astype(np.uint16)
+    return expose(rng, planes * gain, read_noise=12)
 
 
-def treatments() -> list[tuple[str, float, str]]:
-    """Return every (compound, concentration, MoA) of the screen, DMSO last."""
+def treatments(moas: tuple[str, ...] = tuple(MOAS)) -> list[tuple[str, float, str]]:
+    """Return every (compound, concentration, MoA) of a screen of ``moas``, DMSO last."""
     out = [
         (compound, conc, moa)
         for moa, (_, compounds) in MOAS.items()
+        if moa in moas
         for compound in compounds
         for conc in CONCENTRATIONS
     ]
@@ -195,7 +206,9 @@ def generate_moa_plate(out: Path, spec: PlateSpec | None = None) -> Path:
         plate = f"Week{week}_S{week:02d}"
         folder = f"Week{week}/{plate}"
         (out / folder).mkdir(parents=True, exist_ok=True)
-        wells = [t for t in treatments() if t[0] != DMSO] + [(DMSO, 0.0, DMSO)] * spec.dmso_wells
+        screen = treatments(spec.moas)
+        wells = [t for t in screen if t[0] != DMSO] + [(DMSO, 0.0, DMSO)] * spec.dmso_wells
+        gain = 1.0 + (week - 1) * spec.plate_gain
         for w, (compound, conc, moa) in enumerate(wells):
             well = f"{'BCDEFG'[w // 10]}{w % 10 + 2:02d}"
             if compound == DMSO:
@@ -204,7 +217,7 @@ def generate_moa_plate(out: Path, spec: PlateSpec | None = None) -> Path:
                 strength = spec.effect * (0.5 if conc == CONCENTRATIONS[0] else 1.0)
                 phenotype = _effect(MOAS[moa][0], strength, twists[compound])
             for site in range(1, spec.sites + 1):
-                field = render_cells(rng, spec.size, spec.cells, phenotype)
+                field = render_cells(rng, spec.size, spec.cells, phenotype, gain)
                 names = [f"{well}_s{site}_w{n + 1}.tif" for n in range(len(CHANNELS))]
                 for plane, name in zip(field, names, strict=True):
                     with atomic_path(out / folder / name) as tmp:
@@ -214,7 +227,7 @@ def generate_moa_plate(out: Path, spec: PlateSpec | None = None) -> Path:
                 for name in names:
                     row += [name, folder]
                 rows.append([*row, plate, well, 1, compound, conc])
-    moa_rows = [[c, f"{conc:.6f}", moa] for c, conc, moa in treatments()]
+    moa_rows = [[c, f"{conc:.6f}", moa] for c, conc, moa in treatments(spec.moas)]
     _write_csv(out / MOA_CSV, ["compound", "concentration", "moa"], moa_rows)
     _write_csv(out / IMAGE_CSV, header, rows)
     return out / IMAGE_CSV
