@@ -20,7 +20,9 @@ from typing import Final
 import polars as pl
 
 from cytoimagenet.errors import MetadataError
-from cytoimagenet.evaluation.bbbc021_csv import (
+from cytoimagenet.sources import get_adapter
+from cytoimagenet.sources.bbbc import pick
+from cytoimagenet.sources.bbbc021_csv import (
     BBBC021_CHANNELS,
     COMPOUND,
     CONCENTRATION,
@@ -29,8 +31,6 @@ from cytoimagenet.evaluation.bbbc021_csv import (
     plate_folder,
     read_annotated,
 )
-from cytoimagenet.sources import get_adapter
-from cytoimagenet.sources.bbbc import pick
 from cytoimagenet.sources.evaluation import CellFolderAdapter, pair_channels
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from typing import Final
 import polars as pl
 
 from cytoimagenet.errors import ConfigError, MetadataError
-from cytoimagenet.evaluation.bbbc021_csv import (
+from cytoimagenet.io.tables import find_files
+from cytoimagenet.sources.bbbc021_csv import (
     COMPOUND,
     CONCENTRATION,
     FILE_COLUMNS,
@@ -34,7 +35,6 @@ from cytoimagenet.evaluation.bbbc021_csv import (
     plate_folder,
     read_annotated,
 )
-from cytoimagenet.io.tables import find_files
 
 #: Columns of a fields table (``paths``: absolute channel files, network input order).
 FIELD_COLUMNS: Final = (

@@ -19,6 +19,13 @@ import polars as pl
 from cytoimagenet.errors import MetadataError
 from cytoimagenet.io.tables import find_files, read_delimited, read_excel, require_columns
 from cytoimagenet.sources.base import SourceAdapter, register, relpath
+from cytoimagenet.sources.bbbc021_csv import (
+    BBBC021_CHANNELS,
+    COMPOUND,
+    FILE_COLUMNS,
+    PATH_COLUMNS,
+    read_annotated,
+)
 
 #: ``<anything>_<well>_s<site>_w<channel>`` — the MetaXpress naming of BBBC006/021/022/025.
 FIELD_RE = r"_([A-Pa-p]\d{2})_s(\d+)_w(\d)"
@@ -53,30 +60,18 @@ def first_column(frame: pl.DataFrame, candidates: tuple[str, ...]) -> str | None
 
 
 class Bbbc021Adapter(SourceAdapter):
-    """BBBC021: one record per field; MoA joined on compound and *numeric* concentration."""
+    """BBBC021: one record per field; MoA joined as :func:`read_annotated` does it."""
 
-    channels = ("DAPI", "Tubulin", "Actin")
+    channels = BBBC021_CHANNELS
 
     def read(self, raw: Path) -> pl.DataFrame:
         """Return one record per field of the 55 plates (held out by harmonisation)."""
         paths = self.metadata_paths(raw)
         image_path = pick(paths, "BBBC021_v1_image.csv", self.name, raw)
         moa_path = pick(paths, "BBBC021_v1_moa.csv", self.name, raw)
-        image, moa = read_delimited(image_path), read_delimited(moa_path)
-        files = [f"Image_FileName_{c}" for c in self.channels]
-        dirs = [f"Image_PathName_{c}" for c in self.channels]
         meta = ["Image_Metadata_Plate_DAPI", "Image_Metadata_Well_DAPI"]
-        meta += ["Image_Metadata_Compound", "Image_Metadata_Concentration"]
-        require_columns(image, files + dirs + meta, image_path)
-        require_columns(moa, ["compound", "concentration", "moa"], moa_path)
-        # '0.003' in the image table is '0.003000' in the MoA table: compare as numbers.
-        conc = pl.col("concentration").cast(pl.Float64, strict=False).round(9).alias("conc")
-        moa = moa.select(pl.col("compound"), conc, pl.col("moa")).unique(["compound", "conc"])
-        table = image.with_columns(
-            pl.col("Image_Metadata_Compound").alias("compound"),
-            pl.col("Image_Metadata_Concentration").alias("concentration"),
-        ).with_columns(conc)
-        table = table.join(moa, on=["compound", "conc"], how="left", coalesce=True)
+        table = read_annotated(image_path, moa_path, needs=meta).rename({COMPOUND: "compound"})
+        files, dirs = FILE_COLUMNS, PATH_COLUMNS
         dmso = pl.col("compound").str.to_lowercase() == "dmso"
         return table.select(
             (

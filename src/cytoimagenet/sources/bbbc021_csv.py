@@ -2,10 +2,11 @@
 
 ``BBBC021_v1_image.csv`` lists each field's channel files (``Image_PathName_X`` /
 ``Image_FileName_X``); ``BBBC021_v1_moa.csv`` gives the mechanism of action of 103
-treatments (and ``DMSO``). The benchmark loader (:mod:`cytoimagenet.evaluation.loaders`)
-and the fine-tuning layout (:mod:`cytoimagenet.finetune.layout`) keep different fields and
-columns, but must join the two files and find the plate folders alike, or they would not
-score the same treatments.
+treatments (and ``DMSO``). The source adapter (:class:`cytoimagenet.sources.bbbc.Bbbc021Adapter`),
+the benchmark loader (:mod:`cytoimagenet.evaluation.loaders`) and the fine-tuning layout
+(:mod:`cytoimagenet.finetune.layout`) keep different fields and columns, but must join the two
+files and find the plate folders alike, or they would not hold out and score the same
+treatments.
 """
 
 from __future__ import annotations
