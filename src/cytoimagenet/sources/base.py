@@ -28,13 +28,14 @@ normalises, maps synonyms and fills catalog defaults, so adapters stay small.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
 from cytoimagenet.errors import MetadataError
-from cytoimagenet.io.tables import find_files
+from cytoimagenet.io.tables import find_files, read_delimited, require_columns
 from cytoimagenet.registry import Registry
 from cytoimagenet.sources.catalog import SourceInfo, get_source
 
@@ -55,6 +56,14 @@ RECORD_OPTIONAL: Final = (
     "control",
     "exclude_reason",
 )
+
+
+def only_one(paths: list[Path], source: str, hint: str = "keep one copy") -> Path:
+    """Return the one path of ``paths``; several are an error that lists them all."""
+    if len(paths) > 1:
+        listed = ", ".join(str(p) for p in paths)
+        raise MetadataError(f"several metadata files of source {source!r} found ({listed}); {hint}")
+    return paths[0]
 
 
 class SourceAdapter(ABC):
@@ -102,6 +111,22 @@ class SourceAdapter(ABC):
                 "gives its home page."
             )
         return found
+
+    def metadata_table(
+        self, raw: Path, columns: Sequence[str], hint: str = "keep one copy"
+    ) -> tuple[pl.DataFrame, Path]:
+        """Read the source's one metadata table and check that it has ``columns``.
+
+        Raises
+        ------
+        MetadataError
+            If no file or several are found (``hint`` says which to keep), or a column is
+            missing.
+        """
+        path = only_one(self.metadata_paths(raw), self.name, hint)
+        table = read_delimited(path)
+        require_columns(table, columns, path)
+        return table, path
 
     def image_files(self, raw: Path, suffixes: tuple[str, ...]) -> list[Path]:
         """Return image files under ``raw`` with one of ``suffixes`` (case-insensitive), sorted.

@@ -256,8 +256,15 @@ class PathPatternAdapter(SourceAdapter):
 
 _WELL = r"(?P<well>(?P<row>[A-P])(?P<col>\d{2}))"
 _UUID_TAIL = r"(?:[_-]?[^/]*)?"
-_BBBC013_14 = (
-    FOLDER + r"Channel ?(?P<ch>[12])-(?P<n>\d+)-(?P<row>[A-H])-(?P<col>\d{2})(?:-\d+)?\.bmp"
+#: BBBC013 and BBBC014 publish one layout: ``Channel N-NN-R-CC-00.BMP``, channel 2 the DNA.
+_BBBC013_14_LAYOUT = Layout(
+    suffixes=(".bmp",),
+    pattern=FOLDER
+    + r"Channel ?(?P<ch>[12])-(?P<n>\d+)-(?P<row>[A-H])-(?P<col>\d{2})(?:-\d+)?\.bmp",
+    key="{folder}{row}{col}",
+    channel="ch",
+    channels=("2",),
+    columns={"well": "{row}{col}"},
 )
 #: BBBC010: the published description splits the 384-well plate by column: columns 1-12
 #: are the positive control (ampicillin, worms stay alive), 13-24 the negative control.
@@ -340,22 +347,8 @@ LAYOUTS: dict[str, Layout] = {
         channels=("1", "2", "3"),
         columns={"plate": "{prefix}", "well": "{well}"},
     ),
-    "bbbc013": Layout(
-        suffixes=(".bmp",),
-        pattern=_BBBC013_14,
-        key="{folder}{row}{col}",
-        channel="ch",
-        channels=("2",),
-        columns={"well": "{row}{col}"},
-    ),
-    "bbbc014": Layout(
-        suffixes=(".bmp",),
-        pattern=_BBBC013_14,
-        key="{folder}{row}{col}",
-        channel="ch",
-        channels=("2",),
-        columns={"well": "{row}{col}"},
-    ),
+    "bbbc013": _BBBC013_14_LAYOUT,
+    "bbbc014": _BBBC013_14_LAYOUT,
     "bbbc015": Layout(
         suffixes=(".jpg", ".jpeg", ".bmp"),
         pattern=FOLDER + r"(?P<image>\d+)_(?P<site>\d+)_(?P<ch>[01])\.(?:jpe?g|bmp)",

@@ -16,7 +16,6 @@ from typing import Final
 import polars as pl
 
 from cytoimagenet.errors import MetadataError
-from cytoimagenet.io.tables import read_delimited, require_columns
 from cytoimagenet.sources.base import SourceAdapter, register, relpath
 
 KINOME_COLUMNS: Final = ("file_name", "kinase")
@@ -32,15 +31,7 @@ class KinomeAdapter(SourceAdapter):
 
     def read(self, raw: Path) -> pl.DataFrame:
         """Return one record per listed image."""
-        paths = self.metadata_paths(raw)
-        if len(paths) > 1:
-            raise MetadataError(
-                f"several metadata files of source {self.name!r} found "
-                f"({', '.join(map(str, paths))}); keep one"
-            )
-        path = paths[0]
-        table = read_delimited(path)
-        require_columns(table, KINOME_COLUMNS, path)
+        table, path = self.metadata_table(raw, KINOME_COLUMNS)
         stem = pl.col("file_name").str.replace(r"(?i)\.(zip|tiff?)$", "")
         bad = table.filter(~stem.str.contains(r"^\d+$") | pl.col("kinase").is_null())
         if bad.height:

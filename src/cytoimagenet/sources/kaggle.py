@@ -175,15 +175,8 @@ class HpaAdapter(SourceAdapter):
 
     def read(self, raw: Path) -> pl.DataFrame:
         """Return four records (green, red, blue, yellow) per listed image."""
-        paths = self.metadata_paths(raw)
-        if len(paths) > 1:
-            raise MetadataError(
-                f"several metadata files of source {self.name!r} found "
-                f"({', '.join(map(str, paths))}); keep one train.csv"
-            )
-        path = paths[0]
-        table = read_delimited(path)
-        require_columns(table, [self.id_column, self.label_column], path)
+        columns = [self.id_column, self.label_column]
+        table, path = self.metadata_table(raw, columns, hint="keep one train.csv")
         # Few distinct label cells (hundreds), so map those, not the rows.
         cells = table[self.label_column].unique()
         mapping = pl.DataFrame(

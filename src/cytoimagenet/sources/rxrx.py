@@ -19,9 +19,8 @@ from typing import Final
 
 import polars as pl
 
-from cytoimagenet.errors import MetadataError
 from cytoimagenet.io.tables import read_delimited, require_columns
-from cytoimagenet.sources.base import SourceAdapter, register, relpath
+from cytoimagenet.sources.base import SourceAdapter, only_one, register, relpath
 
 #: Record columns every RxRx adapter returns, besides its labels and control.
 RECORD_COLUMNS: Final = (
@@ -103,15 +102,6 @@ def _read_release(path: Path, raw: Path, needed: tuple[str, ...]) -> pl.DataFram
     return table.with_columns(pl.lit(_folder(path, raw)).alias("_folder"))
 
 
-def _one(paths: list[Path], source: str) -> Path:
-    if len(paths) > 1:
-        listed = ", ".join(str(p) for p in paths)
-        raise MetadataError(
-            f"several metadata files of source {source!r} found ({listed}); keep one copy"
-        )
-    return paths[0]
-
-
 class RxRxRelease(SourceAdapter):
     """Read a release ``metadata.csv``: one row per site, labels from named columns.
 
@@ -141,7 +131,7 @@ class RxRxRelease(SourceAdapter):
 
     def read(self, raw: Path) -> pl.DataFrame:
         """Return one record per site listed in the release's ``metadata.csv``."""
-        path = _one(self.metadata_paths(raw), self.name)
+        path = only_one(self.metadata_paths(raw), self.name)
         table = _read_release(path, raw, tuple(self.labels))
         control = self.control() if self.control else pl.lit(None, dtype=pl.String)
         table = table.with_columns(control.alias("control"))
@@ -164,7 +154,7 @@ class RxRx1(SourceAdapter):
         found = self.metadata_paths(raw)
         release = [p for p in found if p.name == "metadata.csv"]
         if release:
-            table = self._release(_one(release, self.name), raw)
+            table = self._release(only_one(release, self.name), raw)
         else:
             table = self._kaggle([p for p in found if p.name in KAGGLE_FILES], raw)
         control = pl.when(pl.col("well_type").str.to_lowercase() != "treatment").then(
