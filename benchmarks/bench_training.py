@@ -30,8 +30,8 @@ import torch
 from cytoimagenet.config import validate_job
 from cytoimagenet.models.factory import create_backbone
 from cytoimagenet.training.config import PretrainJob
-from cytoimagenet.training.distributed import resolve_device
-from cytoimagenet.training.loop import resolve_amp, resolve_channels_last, run_pretrain
+from cytoimagenet.training.distributed import resolve_amp, resolve_channels_last, resolve_device
+from cytoimagenet.training.loop import run_pretrain
 
 FULL_IMAGES = 890_737
 FULL_EPOCHS = 24

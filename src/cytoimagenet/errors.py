@@ -24,3 +24,7 @@ class MetadataError(CytoImageNetError):
 
 class SchemaError(CytoImageNetError):
     """A table does not follow the unified metadata schema."""
+
+
+class WeightsConversionError(CytoImageNetError, ValueError):
+    """A weights file or state dict does not have the layers or shapes the converter expects."""

@@ -18,6 +18,7 @@ import torch
 from cytoimagenet.config import validate_job
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.models.factory import CHECKPOINT_FORMAT, create_backbone
+from cytoimagenet.training.checkpoint import read_resume_state
 from cytoimagenet.training.config import PretrainJob
 from cytoimagenet.training.data import (
     EpochSampler,
@@ -29,13 +30,8 @@ from cytoimagenet.training.data import (
     rotate,
     rotation_angle,
 )
-from cytoimagenet.training.distributed import env_ranks
-from cytoimagenet.training.loop import (
-    read_resume_state,
-    resolve_amp,
-    resolve_channels_last,
-    run_pretrain,
-)
+from cytoimagenet.training.distributed import env_ranks, resolve_amp, resolve_channels_last
+from cytoimagenet.training.loop import run_pretrain
 from cytoimagenet.training.metrics import (
     METRIC_COLUMNS,
     PER_CLASS_COLUMNS,

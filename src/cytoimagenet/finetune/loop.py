@@ -34,8 +34,8 @@ from cytoimagenet.finetune.prepare import Prepared
 from cytoimagenet.hashing import stable_hash
 from cytoimagenet.io.atomic import atomic_path
 from cytoimagenet.models.factory import Backbone, checkpoint_payload, create_backbone
+from cytoimagenet.training.checkpoint import read_resume_state
 from cytoimagenet.training.data import EpochSampler, make_loader
-from cytoimagenet.training.loop import read_resume_state
 from cytoimagenet.training.metrics import append_rows, keep_epochs
 
 if TYPE_CHECKING:

@@ -184,8 +184,7 @@ def init_name(init: str) -> str:
 
 
 def _settings(job: FinetuneJob) -> tuple[Settings, dict[str, Any]]:
-    from cytoimagenet.training.distributed import resolve_device
-    from cytoimagenet.training.loop import resolve_amp, resolve_channels_last
+    from cytoimagenet.training.distributed import resolve_amp, resolve_channels_last, resolve_device
 
     device = resolve_device(job.device, 0, 1)
     amp = resolve_amp(job.amp, device)

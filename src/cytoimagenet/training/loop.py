@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -34,9 +33,17 @@ from typing import TYPE_CHECKING, Any
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.hashing import stable_hash
 from cytoimagenet.io.atomic import atomic_path
-from cytoimagenet.models.factory import CHECKPOINT_FORMAT, Backbone, checkpoint_payload
+from cytoimagenet.models.factory import Backbone, checkpoint_payload
 from cytoimagenet.provenance import sha256_file, write_provenance
 from cytoimagenet.training import distributed
+from cytoimagenet.training.checkpoint import (
+    CHECKPOINT_DIR,
+    LAST,
+    check_out,
+    prepare_out,
+    read_resume_state,
+    save_checkpoint,
+)
 from cytoimagenet.training.config import PretrainJob
 from cytoimagenet.training.data import (
     EpochSampler,
@@ -53,7 +60,6 @@ from cytoimagenet.training.metrics import (
     EpochTotals,
     append_rows,
     classes_without_correct,
-    keep_epochs,
     per_class_rows,
 )
 
@@ -62,10 +68,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.pt"
-_RUN_FILES = {"config.json", "provenance.json", "metrics.csv", "per_class_val.csv", CHECKPOINT_DIR}
 
 
 @dataclass
@@ -100,105 +102,6 @@ class PretrainResult:
     checkpoint: Path | None = None
     backbone: Backbone | None = None
     settings: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_amp(option: str, device: torch.device) -> str:
-    """Return ``off``, ``bf16`` or ``fp16`` for ``option`` on ``device``.
-
-    Raises
-    ------
-    ConfigError
-        For ``bf16``/``fp16`` without CUDA.
-    """
-    import torch
-
-    if device.type != "cuda":
-        if option not in ("auto", "off"):
-            raise ConfigError(f"--amp {option} needs a CUDA device; use --amp off on CPU")
-        return "off"
-    if option == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return option
-
-
-def resolve_channels_last(option: str, device: torch.device) -> bool:
-    """Return whether to use the channels-last memory format.
-
-    ``auto`` turns it on for CUDA and CPU alike: EfficientNet-B0 trains 1.6x faster with it on
-    this project's 2-core CPU (18 vs 11.5 img/s) and it is the fast layout for AMP on GPUs.
-    """
-    return option == "on" or (option == "auto" and device.type in ("cuda", "cpu"))
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-
-
-def read_resume_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """Load ``last.pt`` for resuming; refuse one made with other settings.
-
-    Raises
-    ------
-    ConfigError
-        If the file is not a pretraining checkpoint or its settings differ.
-    """
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise ConfigError(
-            f"{path}: unreadable checkpoint ({exc}); delete it to start over"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{path}: not a cytoimagenet checkpoint")
-    if "optimizer" not in state or "fingerprint" not in state:
-        raise ConfigError(f"{path}: a weights-only checkpoint cannot be resumed")
-    changed = _differences(state["fingerprint"], fingerprint)
-    if changed:
-        raise ConfigError(
-            f"{path.parent.parent} holds a run with other settings ({'; '.join(changed)}); "
-            "resume with the same options, or choose a new --out"
-        )
-    return state
-
-
-def save_checkpoint(payload: dict[str, Any], folder: Path, epoch: int) -> Path:
-    """Write ``epoch_NNN.pt`` and point ``last.pt`` at it, each atomically; return the former."""
-    import torch
-
-    final = folder / f"epoch_{epoch:03d}.pt"
-    with atomic_path(final) as tmp:
-        torch.save(payload, tmp)
-    with atomic_path(folder / LAST) as tmp:
-        tmp.unlink()
-        try:
-            os.link(final, tmp)  # same bytes, no second copy on disk
-        except OSError:
-            shutil.copyfile(final, tmp)
-    return final
-
-
-def _check_out(out: Path, resuming: bool) -> None:
-    """Refuse a run folder that holds something other than an unfinished first epoch."""
-    if out.is_dir() and not resuming:
-        other = sorted(p.name for p in out.iterdir() if p.name not in _RUN_FILES)
-        if other:
-            raise ConfigError(
-                f"{out} is not empty and holds no pretraining run ({', '.join(other[:3])} …); "
-                "choose an empty --out folder"
-            )
-
-
-def _prepare_out(out: Path, start: int) -> None:
-    """Create the folders; drop metric rows of epochs that have no checkpoint."""
-    for name in ("metrics.csv", "per_class_val.csv"):
-        if start:
-            keep_epochs(out / name, start)
-        else:  # left by a run killed in its first epoch
-            (out / name).unlink(missing_ok=True)
-    (out / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
 
 
 def _build_model(job: PretrainJob, num_classes: int, state: dict[str, Any] | None) -> Backbone:
@@ -391,8 +294,8 @@ def _pretrain(
     from torch.nn.parallel import DistributedDataParallel
 
     device = ctx.device
-    amp = resolve_amp(job.amp, device)
-    channels_last = resolve_channels_last(job.channels_last, device)
+    amp = distributed.resolve_amp(job.amp, device)
+    channels_last = distributed.resolve_channels_last(job.channels_last, device)
     if job.batch_size % ctx.world_size:
         raise ConfigError(
             f"--batch-size {job.batch_size} does not split over {ctx.world_size} processes"
@@ -431,7 +334,7 @@ def _pretrain(
             "%s already has %d epochs (asked for %d); nothing to do", job.out, start, job.epochs
         )
         return result
-    _check_out(job.out, resuming=state is not None)
+    check_out(job.out, resuming=state is not None)
     backbone = _build_model(job, len(labels), state)
     model = backbone.model.to(device)
     if channels_last:
@@ -475,7 +378,7 @@ def _pretrain(
         )
 
     if ctx.is_main:
-        _prepare_out(job.out, start)
+        prepare_out(job.out, start)
         config = {**job.resolved(), "resolved": settings}
         with atomic_path(job.out / "config.json") as tmp:
             tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
