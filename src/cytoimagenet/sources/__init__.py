@@ -13,6 +13,7 @@ from cytoimagenet.errors import MetadataError
 from cytoimagenet.sources import (  # noqa: F401  (importing registers the adapters)
     bbbc,
     bbbc_images,
+    bbbc_painting,
     cil,
     evaluation,
     idr,
