@@ -16,7 +16,7 @@ from cytoimagenet.sources import (  # noqa: F401  (importing registers the adapt
     bbbc_painting,
     cil,
     evaluation,
-    idr,
+    idr_studies,
     kaggle,
     rxrx,
     sample,
