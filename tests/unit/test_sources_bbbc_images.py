@@ -18,7 +18,7 @@ from tests.fakes.bbbc_images import FAKES, touch
 from cytoimagenet.errors import MetadataError
 from cytoimagenet.io.tables import read_delimited
 from cytoimagenet.sources import build_metadata, get_adapter
-from cytoimagenet.sources.bbbc_images import LAYOUTS
+from cytoimagenet.sources.bbbc_layouts import LAYOUTS
 
 
 def early_table(source: str) -> pl.DataFrame:

@@ -12,7 +12,7 @@ import polars as pl
 from cytoimagenet.errors import MetadataError
 from cytoimagenet.sources import (  # noqa: F401  (importing registers the adapters)
     bbbc,
-    bbbc_images,
+    bbbc_layouts,
     bbbc_painting,
     cil,
     evaluation,
