@@ -145,3 +145,18 @@ def test_report_of_a_foreign_json_is_one_error_line(tmp_path: Path) -> None:
     assert done.exit_code == 1 and "Traceback" not in done.output
     assert "error: " in done.output and "bad.json: not a cytoimagenet-result/1" in done.output
     assert not out.exists()
+
+
+def test_coos7_hdf5_release_then_extract(tmp_path: Path) -> None:
+    pytest.importorskip("h5py")
+    from tests.fakes.coos7_release import SIZES, write_release
+
+    write_release(tmp_path / "coos7")
+    images = tmp_path / "coos7.parquet"
+    args = ["benchmark-images", "coos7", "--root", str(tmp_path / "coos7"), "--out", str(images)]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert f"coos7: {sum(SIZES.values())} rows (cells), 7 classes" in done.output
+    assert "read the HDF5 release" in done.output
+    features = _extract(images, tmp_path / "coos7", tmp_path / "features.parquet")
+    assert features.height == sum(SIZES.values())

@@ -13,7 +13,7 @@ unless ``allow_missing`` is set, in which case the samples are dropped and liste
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -278,8 +278,25 @@ def load_coos7(root: Path, *, allow_missing: bool = False) -> BenchmarkImages:
 
     Splits are ``train`` and ``test1``–``test4``; the mask is not a channel. Columns:
     ``Metadata_Label`` (the class folder), ``Metadata_Split``, ``Metadata_Cell`` (the stem).
+    A ``root`` that holds the public HDF5 release instead (and no split folders) is unpacked
+    once into ``root/coos7_tiff`` (:mod:`cytoimagenet.evaluation.coos7_release`); the paths
+    stay relative to ``root``.
     """
+    from cytoimagenet.evaluation.coos7_release import find_release, unpack_release
+
     root = Path(root)
+    release = find_release(root)
+    if release and not any((root / split).is_dir() for split in COOS7_SPLITS):
+        tree = unpack_release(root)
+        images = load_coos7(tree, allow_missing=allow_missing)
+        prefix = f"{tree.relative_to(root).as_posix()}/"
+        table = images.table.with_columns(
+            pl.col("channel_paths").list.eval(pl.lit(prefix) + pl.element())
+        )
+        note = f"read the HDF5 release ({', '.join(p.name for p in release.values())})"
+        return replace(
+            images, table=table, notes=(note, *images.notes), inputs=tuple(release.values())
+        )
     cells, notes, dropped = _cells(root, "coos7", allow_missing)
     unknown = sorted(set(cells["split"].fill_null("<none>").to_list()) - set(COOS7_SPLITS))
     if unknown:
