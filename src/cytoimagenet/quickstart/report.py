@@ -236,6 +236,10 @@ def build_document(run: Run) -> Document:
             "of a held-out compound screen, and score them as the paper does."
         ),
         Table(["stage", "seconds"], [[s, t] for s, t in timings.items()]),
+        Paragraph(
+            "Stage times as recorded when this page was written; the report stage's own time "
+            "is added to quickstart.json once the page is done."
+        ),
     )
     _dataset_section(run, doc, fig_dir)
     _training_section(run, doc, fig_dir)
