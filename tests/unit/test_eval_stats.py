@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.stats import binomtest
@@ -97,3 +99,29 @@ def test_bootstrap_of_all_correct_is_a_point() -> None:
 def test_clear_errors(call: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         call()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_class_metrics_match_scikit_learn(seed: int) -> None:
+    from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
+
+    from cytoimagenet.evaluation.result import score_entry
+
+    rng = np.random.default_rng(seed)
+    classes = ["a", "b", "c", "d"]
+    true = rng.choice(classes[:3], size=40, p=[0.6, 0.3, 0.1]).tolist()  # imbalanced
+    pred = [t if rng.random() < 0.6 else str(rng.choice(classes)) for t in true]  # 'd': never true
+    extra = score_entry(true, pred)["extra"]
+    labels = sorted({*true, *pred})
+    assert extra["macro_f1"] == pytest.approx(
+        f1_score(true, pred, labels=labels, average="macro", zero_division=0)
+    )
+    with warnings.catch_warnings():  # scikit-learn warns of the never-true class 'd'
+        warnings.simplefilter("ignore")
+        balanced = balanced_accuracy_score(true, pred)
+    assert extra["balanced_accuracy"] == pytest.approx(balanced)
+    recall = recall_score(true, pred, labels=sorted(set(true)), average=None)
+    assert [extra["per_class_recall"][c] for c in sorted(set(true))] == pytest.approx(recall)
+    assert extra["support"] == {c: true.count(c) for c in labels}
+    if "d" in labels:
+        assert extra["per_class_recall"]["d"] is None

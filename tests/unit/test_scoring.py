@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import shared_path
 
 from cytoimagenet.errors import ConfigError, SchemaError
+from cytoimagenet.evaluation.stats import wilson_interval
 from cytoimagenet.finetune.scoring import (
     COUNT,
     MOA,
@@ -19,7 +20,6 @@ from cytoimagenet.finetune.scoring import (
     level_frames,
     score_predictions,
     validate_predictions,
-    wilson_interval,
 )
 
 CLASSES = ["A", "B", "C"]

@@ -42,14 +42,49 @@ def confusion_matrix(
     return order, matrix.tolist()
 
 
+def class_metrics(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> dict[str, object]:
+    """Per-class recall and support, balanced accuracy and macro F1 of a confusion matrix.
+
+    ``matrix[i][j]`` counts items of true class ``labels[i]`` predicted as ``labels[j]``.
+    As scikit-learn computes them: balanced accuracy is the mean recall over the classes
+    that have items; macro F1 averages over every class in ``labels`` (true or predicted),
+    a class never predicted correctly scoring 0. A class without items has recall ``None``.
+
+    Examples
+    --------
+    >>> m = class_metrics(["a", "b"], [[2, 0], [1, 1]])
+    >>> m["balanced_accuracy"], round(m["macro_f1"], 4)
+    (0.75, 0.7333)
+    """
+    confusion = np.asarray(matrix, dtype=np.int64).reshape(len(labels), len(labels))
+    hits = np.diag(confusion).astype(np.float64)
+    support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    recall = np.divide(hits, support, out=np.full(len(labels), np.nan), where=support > 0)
+    denominator = support + predicted
+    f1 = np.divide(2 * hits, denominator, out=np.zeros(len(labels)), where=denominator > 0)
+    present = support > 0
+    return {
+        "per_class_recall": {
+            c: (None if np.isnan(r) else float(r)) for c, r in zip(labels, recall, strict=True)
+        },
+        "support": {c: int(n) for c, n in zip(labels, support, strict=True)},
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else None,
+        "macro_f1": float(f1.mean()) if len(labels) else None,
+    }
+
+
 def score_entry(
     true: Sequence[str],
     pred: Sequence[str],
     *,
     ci: str = "wald",
     extra: Mapping[str, object] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> dict[str, object]:
     """Return one ``scores`` entry: accuracy, counts, ``ci95``, labels, confusion, extra.
+
+    ``extra`` always holds the other interval and :func:`class_metrics` (per-class recall,
+    support, balanced accuracy, macro F1: single-cell test sets are imbalanced).
 
     Parameters
     ----------
@@ -59,6 +94,8 @@ def score_entry(
         The interval of ``ci95``; the other one goes to ``extra``.
     extra : mapping, optional
         More fields for ``extra`` (e.g. a bootstrap interval).
+    labels : sequence of str, optional
+        Class order of the confusion matrix (sorted true ∪ predicted by default).
 
     Raises
     ------
@@ -70,9 +107,10 @@ def score_entry(
     correct = int(sum(t == p for t, p in zip(true, pred, strict=True)))
     n = len(true)
     wald, wilson = wald_interval(correct, n), wilson_interval(correct, n)
-    labels, matrix = confusion_matrix(true, pred)
+    labels, matrix = confusion_matrix(true, pred, labels)
     more: dict[str, object] = {
-        f"{'wilson' if ci == 'wald' else 'wald'}_ci95": (wilson if ci == "wald" else wald)
+        f"{'wilson' if ci == 'wald' else 'wald'}_ci95": (wilson if ci == "wald" else wald),
+        **class_metrics(labels, matrix),
     }
     more.update(extra or {})
     return {

@@ -42,7 +42,7 @@ def anscombe(x: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> anscombe(np.array([0, 6])).round(4).tolist()
-    [1.2247, 4.9749]
+    [1.2247, 5.0498]
     """
     return 2.0 * np.sqrt(np.asarray(x, dtype=np.float64) + 0.375)
 

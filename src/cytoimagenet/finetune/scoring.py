@@ -25,8 +25,7 @@ import numpy as np
 import polars as pl
 
 from cytoimagenet.errors import ConfigError, SchemaError
-from cytoimagenet.evaluation.result import base_result, confusion_matrix
-from cytoimagenet.evaluation.stats import wilson_interval
+from cytoimagenet.evaluation.result import base_result, score_entry
 
 log = logging.getLogger(__name__)
 
@@ -243,27 +242,8 @@ def level_frames(
 
 def score_level(frame: pl.DataFrame, classes: Sequence[str]) -> dict[str, object]:
     """Accuracy, Wilson interval, confusion matrix and per-class recall of one level."""
-    classes = list(classes)
-    _, matrix = confusion_matrix(frame[MOA].to_list(), frame[PREDICTION].to_list(), classes)
-    confusion = np.asarray(matrix, dtype=np.int64)
-    correct, n = int(np.trace(confusion)), int(confusion.sum())
-    support = confusion.sum(axis=1)
-    recall = {
-        c: (float(confusion[i, i] / support[i]) if support[i] else None)
-        for i, c in enumerate(classes)
-    }
-    return {
-        "accuracy": correct / n,
-        "correct": correct,
-        "n": n,
-        "ci95": wilson_interval(correct, n),
-        "labels": classes,
-        "confusion": matrix,
-        "extra": {
-            "per_class_recall": recall,
-            "support": {c: int(s) for c, s in zip(classes, support, strict=True)},
-        },
-    }
+    true, pred = frame[MOA].to_list(), frame[PREDICTION].to_list()
+    return score_entry(true, pred, ci="wilson", labels=list(classes))
 
 
 def score_predictions(
