@@ -8,6 +8,10 @@ means for the paper's full dataset (890,737 images × 24 epochs)::
 
     python benchmarks/bench_training.py [--n 2048] [--batch-size 64] [--size 224]
         [--workers 8] [--device auto] [--amp auto] [--model efficientnet_b0] [--json PATH]
+        [--loader-only]
+
+It also times the data loader alone (decode, resize, rotate, collate with ``--workers``
+processes): that rate does not need a GPU, and it says how many workers a GPU's rate needs.
 
 On a GPU the goal is a pipeline/pure ratio near 1 and under 2 hours for the full run; on a
 2-core CPU both rates are single digits to tens of images/s.
@@ -89,6 +93,39 @@ def pure_rate(args: argparse.Namespace, steps: int) -> float:
     return steps * args.batch_size / (time.perf_counter() - began)
 
 
+def loader_rate(args: argparse.Namespace, data: Path) -> float:
+    """Images/s of the training data loader alone: decode, resize, rotate, collate.
+
+    The rate with ``--workers`` processes, after the first batches (worker start-up) are
+    done. It does not depend on the GPU, so it says how many workers a GPU's training rate
+    needs, on any machine.
+    """
+    from cytoimagenet.training.data import EpochSampler, ImageDataset, make_loader, read_splits
+
+    splits = read_splits(data)
+    dataset = ImageDataset(
+        splits.root, splits.train_paths, splits.train_targets, args.size, augment=True, seed=0
+    )
+    loader = make_loader(
+        dataset,
+        EpochSampler(len(dataset), seed=0),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        pin_memory=False,
+        drop_last=True,
+        seed=0,
+    )
+    warm = max(1, 2 * args.workers)  # every worker has delivered its first batches
+    seen, began = 0, 0.0
+    for i, (images, _) in enumerate(loader):
+        if i == warm:
+            began, seen = time.perf_counter(), 0
+        seen += images.shape[0]
+    if not began:
+        raise SystemExit(f"--n {args.n} gives too few batches to time the loader; raise it")
+    return seen / (time.perf_counter() - began)
+
+
 def pipeline_rate(args: argparse.Namespace, data: Path, out: Path) -> float:
     """Images/s of the real training loop, from the second epoch (warm workers and caches)."""
     job = validate_job(
@@ -122,12 +159,25 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet_b0")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--loader-only", action="store_true", help="time the data loader alone, no model"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         data = write_dataset(Path(tmp) / "data", args.n, args.side)
+        loader = loader_rate(args, data)
+        per_worker = loader / max(1, args.workers)
+        print(
+            f"data loader alone: {loader:.0f} img/s with {args.workers} workers "
+            f"({per_worker:.0f} per worker; {args.side}px PNG → {args.size}px, rotated)"
+        )
+        if args.loader_only:
+            if args.json:
+                args.json.write_text(json.dumps({"loader_images_per_s": round(loader, 1)}))
+            return
         pipeline = pipeline_rate(args, data, Path(tmp) / "run")
     pure = pure_rate(args, steps=max(5, min(50, args.n // args.batch_size)))
     hours = FULL_IMAGES * FULL_EPOCHS / pipeline / 3600
@@ -143,6 +193,7 @@ def main() -> None:
         "pipeline_images_per_s": round(pipeline, 1),
         "pure_images_per_s": round(pure, 1),
         "ratio": round(pipeline / pure, 3),
+        "loader_images_per_s": round(loader, 1),
         "full_run_hours": round(hours, 2),
     }
     print(
@@ -150,6 +201,8 @@ def main() -> None:
         f"training pipeline {pipeline:.1f} img/s, pure forward+backward {pure:.1f} img/s, "
         f"ratio {pipeline / pure:.2f}; 890,737 images x 24 epochs = {hours:.1f} h"
     )
+    if pipeline < 0.9 * pure and loader < 1.1 * pure:
+        print(f"the loader limits training: use at least {pure / per_worker:.0f} workers")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
