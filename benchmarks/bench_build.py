@@ -63,8 +63,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from cytoimagenet.curation.build.tasks import ImageOptions, ImageTask
-from cytoimagenet.curation.build.worker import process_image
+from cytoimagenet.curation.dataset.tasks import ImageOptions, ImageTask
+from cytoimagenet.curation.dataset.worker import process_image
 from cytoimagenet.imaging.crops import plan_crops
 from cytoimagenet.imaging.normalize import PlaneStats, merge_channels, renormalize, to_uint8
 from cytoimagenet.imaging.png import encode_png, write_bytes_atomic

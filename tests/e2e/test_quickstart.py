@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from cytoimagenet.cli import app
 from cytoimagenet.evaluation.report import format_cell, read_result
-from cytoimagenet.quickstart.pipeline import FEATURE_SETS, lite0_available
+from cytoimagenet.quickstart.pipeline import lite0_available
+from cytoimagenet.quickstart.run import FEATURE_SETS
 
 runner = CliRunner()
 CHROMIUM_FLAGS = [

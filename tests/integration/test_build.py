@@ -17,7 +17,7 @@ import pytest
 from tests.integration.build_fixtures import make_labels
 
 from cytoimagenet.config import BuildJob
-from cytoimagenet.curation.build import run_build
+from cytoimagenet.curation.dataset import run_build
 from cytoimagenet.errors import ConfigError, SchemaError
 from cytoimagenet.imaging.png import TMP_MARKER
 from cytoimagenet.sample import SampleSpec, generate_sample

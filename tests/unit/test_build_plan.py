@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from cytoimagenet.config import BuildJob
-from cytoimagenet.curation.build.finalize import split_class, trim_class
-from cytoimagenet.curation.build.plan import _select_channels, label_folder, plan_shards
+from cytoimagenet.curation.dataset.finalize import split_class, trim_class
+from cytoimagenet.curation.dataset.plan import _select_channels, label_folder, plan_shards
 
 
 @pytest.mark.parametrize(

@@ -145,8 +145,8 @@ def build(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Standardise, crop, QC and write the labelled images as PNGs + metadata."""
-    from cytoimagenet.curation.build import run_build
-    from cytoimagenet.curation.build.report import format_report
+    from cytoimagenet.curation.dataset import run_build
+    from cytoimagenet.curation.dataset.report import format_report
     from cytoimagenet.parallel import default_workers
 
     job = validate_job(
@@ -190,12 +190,12 @@ def quickstart(
     CPU), extract (random, pretrained, offline ImageNet baseline, fusion), evaluate (BBBC021
     protocol on a synthetic screen), report (HTML + Markdown).
     """
-    from cytoimagenet.curation.build.report import format_report
+    from cytoimagenet.curation.dataset.report import format_report
     from cytoimagenet.curation.summary import format_summary
     from cytoimagenet.evaluation.report import read_result, results_table
     from cytoimagenet.parallel import default_workers
     from cytoimagenet.quickstart import Run, parse_stages, run_pipeline
-    from cytoimagenet.quickstart.pipeline import FEATURE_SETS
+    from cytoimagenet.quickstart.run import FEATURE_SETS
 
     job = validate_job(
         QuickstartJob, out=out, preset=preset, seed=seed, workers=workers or default_workers()

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from cytoimagenet.config import BuildJob, LabelJob, MetadataJob
-from cytoimagenet.curation.build import BuildResult, run_build
+from cytoimagenet.curation.dataset import BuildResult, run_build
 from cytoimagenet.curation.label_step import run_labels
 from cytoimagenet.curation.metadata import run_metadata
 from cytoimagenet.curation.summary import summarize

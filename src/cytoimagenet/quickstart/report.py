@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from cytoimagenet.io.atomic import atomic_path
+from cytoimagenet.quickstart.run import FEATURE_SETS, MODE, MODEL, Run
 from cytoimagenet.reporting import figures
 from cytoimagenet.reporting.document import Code, Document, Figure, Heading, Paragraph, Table
-
-if TYPE_CHECKING:
-    from cytoimagenet.quickstart.pipeline import Run
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -88,7 +86,6 @@ def _dataset_section(run: Run, doc: Document, fig_dir: Path) -> None:
 
 
 def _training_section(run: Run, doc: Document, fig_dir: Path) -> None:
-    from cytoimagenet.quickstart.pipeline import MODEL
 
     metrics = run.paths.pretrain / "metrics.csv"
     doc.add(Heading("2. Pretraining"))
@@ -135,7 +132,6 @@ def _training_section(run: Run, doc: Document, fig_dir: Path) -> None:
 def _results_section(run: Run, doc: Document, fig_dir: Path) -> None:
     from cytoimagenet.evaluation.figures import confusion_figure
     from cytoimagenet.evaluation.report import read_result, results_grid
-    from cytoimagenet.quickstart.pipeline import FEATURE_SETS
 
     doc.add(Heading("3. Transfer: BBBC021-style mechanism-of-action benchmark"))
     files = [run.paths.results / f"{s}.json" for s in FEATURE_SETS]
@@ -197,7 +193,6 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def _commands(run: Run) -> str:
-    from cytoimagenet.quickstart.pipeline import MODE, MODEL
 
     out, sizes = run.out, run.sizes
     return "\n".join(

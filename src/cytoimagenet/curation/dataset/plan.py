@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from cytoimagenet.config import BuildJob
-from cytoimagenet.curation.build.tasks import ImageOptions, ImageTask, Shard
+from cytoimagenet.curation.dataset.tasks import ImageOptions, ImageTask, Shard
 from cytoimagenet.errors import ConfigError, SchemaError
 from cytoimagenet.hashing import stable_hash
 from cytoimagenet.imaging.crops import crops_per_image

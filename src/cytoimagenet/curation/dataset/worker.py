@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cytoimagenet.curation.build.tasks import ImageOptions, ImageTask, Shard
+from cytoimagenet.curation.dataset.tasks import ImageOptions, ImageTask, Shard
 from cytoimagenet.imaging.crops import plan_crops
 from cytoimagenet.imaging.normalize import (
     PlaneStats,

@@ -19,10 +19,10 @@ from pathlib import Path
 import polars as pl
 
 from cytoimagenet.config import BuildJob
-from cytoimagenet.curation.build.finalize import finalize, remove_dropped
-from cytoimagenet.curation.build.plan import check_labels, plan_shards
-from cytoimagenet.curation.build.report import build_report, write_report
-from cytoimagenet.curation.build.worker import RECORD_SCHEMA, process_shard
+from cytoimagenet.curation.dataset.finalize import finalize, remove_dropped
+from cytoimagenet.curation.dataset.plan import check_labels, plan_shards
+from cytoimagenet.curation.dataset.report import build_report, write_report
+from cytoimagenet.curation.dataset.worker import RECORD_SCHEMA, process_shard
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.imaging.png import TMP_MARKER
 from cytoimagenet.io.atomic import atomic_path
