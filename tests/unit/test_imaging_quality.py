@@ -248,3 +248,18 @@ def test_whole_image_reason_on_real_merged_fields() -> None:
     assert whole_image_reason(to_uint8(merge_channels(nuclei[:3])), QC) is None
     (cell,) = read_planes(shared_path("misc_images", "cell.png"))
     assert whole_image_reason(to_uint8(merge_channels([cell])), QC) is None
+
+
+def test_a_plane_with_nan_or_inf_is_rejected_as_non_finite() -> None:
+    from cytoimagenet.imaging.normalize import PlaneStats
+    from cytoimagenet.imaging.quality import QCThresholds, field_reason, has_non_finite
+
+    good = np.random.default_rng(0).normal(100, 10, (64, 64)).astype(np.float32)
+    for bad in (np.nan, np.inf, -np.inf):
+        plane = good.copy()
+        plane[3, 4] = bad
+        assert has_non_finite(plane)
+        stats = [PlaneStats.of(good), PlaneStats.of(plane)]
+        assert field_reason(stats, QCThresholds()) == "non-finite"
+    assert not has_non_finite(good) and not has_non_finite(np.zeros((4, 4), np.uint16))
+    assert field_reason([PlaneStats.of(good)], QCThresholds()) is None

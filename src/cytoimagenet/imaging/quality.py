@@ -108,14 +108,26 @@ def mean_out_of_range(image: np.ndarray, low: float = 1.0, high: float = 254.0) 
     return not low < mean < high
 
 
+def has_non_finite(image: np.ndarray) -> bool:
+    """Any NaN or infinite pixel (float data only; integers are always finite)."""
+    if image.dtype.kind not in "fc":
+        return False
+    # min and max propagate NaN and reach ±inf: two passes, no boolean copy of the plane.
+    return not (np.isfinite(image.min()) and np.isfinite(image.max()))
+
+
 def field_reason(stats: Sequence[PlaneStats], qc: QCThresholds) -> str | None:
     """Return why a field (its planes, summarised) must be rejected, or ``None``.
 
     The checks run on the planes at full bit depth, before merging, so a field that will
-    be cropped never needs its whole merge: *uniform* when every plane is uniform (the merge
-    of uniform planes is blank), *binary-mask* / *label-mask* when any plane is one (a mask
-    channel would contaminate the merge).
+    be cropped never needs its whole merge: *non-finite* when any plane holds NaN or inf
+    (its percentiles, hence its normalisation, are undefined: one NaN made the whole merge
+    black), *uniform* when every plane is uniform (the merge of uniform planes is blank),
+    *binary-mask* / *label-mask* when any plane is one (a mask channel would contaminate the
+    merge).
     """
+    if any(st.cum is None and has_non_finite(st.plane) for st in stats):
+        return "non-finite"
     if is_too_small(stats[0].plane, qc.min_side):
         return "too-small"
     if all(

@@ -69,6 +69,7 @@ def check_labels(table: pl.DataFrame, root: Path, where: Path) -> pl.DataFrame:
     if rows["idx"].is_duplicated().any():
         dup = rows.filter(rows["idx"].is_duplicated())["idx"][0]
         raise SchemaError(f"{where}: idx {dup!r} appears more than once")
+    check_inside_root(rows, root, where)
     absent = sorted(d for d in rows["dir_name"].unique().to_list() if not (root / d).is_dir())
     if absent:
         raise ConfigError(
@@ -76,6 +77,45 @@ def check_labels(table: pl.DataFrame, root: Path, where: Path) -> pl.DataFrame:
             "must lie under ROOT/S/ (download them with `cytoimagenet download`)"
         )
     return rows
+
+
+#: A path that is absolute (POSIX, UNC or with a drive) or climbs out with a ``..`` part.
+_ESCAPES = r"^([/\\]|[A-Za-z]:)|(^|[/\\])\.\.([/\\]|$)"
+
+
+def check_inside_root(rows: pl.DataFrame, root: Path, where: Path) -> None:
+    """Refuse ``dir_name`` / ``channel_paths`` values that lead outside ``root``.
+
+    A labels table comes from elsewhere; its paths must not make the build read (and
+    publish, as dataset images) arbitrary files. Values are checked as written (absolute
+    paths, ``..`` parts), and each source folder also after resolving symlinks.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first offending row's ``idx`` and value.
+    """
+
+    def refuse(idx: str, column: str, value: str, why: str) -> ConfigError:
+        return ConfigError(
+            f"{where}: row {idx!r} has {column} {value!r}, which {why}; the raw files must "
+            f"lie under --root {root}: fix the table (paths relative to ROOT/<dir_name>/)"
+        )
+
+    bad = rows.filter(pl.col("dir_name").str.contains(_ESCAPES))
+    if bad.height:
+        raise refuse(bad["idx"][0], "dir_name", bad["dir_name"][0], "leaves the root")
+    files = rows.select("idx", "channel_paths").explode("channel_paths")
+    bad = files.filter(pl.col("channel_paths").str.contains(_ESCAPES))
+    if bad.height:
+        value = bad["channel_paths"][0]
+        raise refuse(bad["idx"][0], "channel path", value, "leaves its source folder")
+    base = root.resolve()
+    for name in rows["dir_name"].unique().sort().to_list():
+        target = (root / name).resolve()
+        if target != base and base not in target.parents:
+            idx = rows.filter(pl.col("dir_name") == name)["idx"][0]
+            raise refuse(idx, "dir_name", name, f"resolves to {target}, outside the root")
 
 
 def _select_channels(channels: list[str] | None, paths: list[str]) -> list[str]:
@@ -104,6 +144,7 @@ def plan_shards(rows: pl.DataFrame, job: BuildJob, results: Path) -> list[Shard]
         high=job.high,
         crops=job.crops,
         qc=QCThresholds(**job.qc.model_dump()),
+        max_pixels=job.max_pixels,
     )
     ordered = rows.select("label", "idx", "dir_name", "channels", "channel_paths").sort(
         "label", "idx"

@@ -9,7 +9,11 @@ from cytoimagenet.imaging.quality import QCThresholds
 
 @dataclass(frozen=True)
 class ImageOptions:
-    """How every field is turned into dataset images."""
+    """How every field is turned into dataset images.
+
+    ``max_pixels`` bounds each plane (height x width), checked from file headers before
+    decoding; ``None`` accepts any size.
+    """
 
     low: float = 0.1
     high: float = 99.9
@@ -17,6 +21,7 @@ class ImageOptions:
     min_croppable: int = 140
     min_crop_side: int = 70
     qc: QCThresholds = field(default_factory=QCThresholds)
+    max_pixels: int | None = None
 
 
 @dataclass(frozen=True)

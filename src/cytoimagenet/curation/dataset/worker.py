@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from cytoimagenet.curation.dataset.records import RECORD_COLUMNS, record_path, write_record
 from cytoimagenet.curation.dataset.tasks import ImageOptions, ImageTask, Shard
 from cytoimagenet.imaging.crops import plan_crops
 from cytoimagenet.imaging.normalize import (
@@ -24,26 +25,6 @@ from cytoimagenet.imaging.normalize import (
 from cytoimagenet.imaging.png import write_png
 from cytoimagenet.imaging.quality import crop_reason, field_reason
 from cytoimagenet.imaging.readers import ImageReadError, read_field
-
-#: Columns of a shard record.
-RECORD_COLUMNS = (
-    "idx",
-    "status",
-    "reason",
-    "detail",
-    "path",
-    "filename",
-    "crop",
-    "scaling",
-    "x_min",
-    "x_max",
-    "y_min",
-    "y_max",
-    "width",
-    "height",
-    "nbytes",
-    "sha256",
-)
 
 
 def _row(task: ImageTask, status: str, **values: Any) -> dict[str, Any]:
@@ -75,7 +56,7 @@ def process_image(task: ImageTask, out: Path, options: ImageOptions) -> list[dic
     or ``"crop-dropped"`` (one crop failed its QC; the others, or the whole image, are kept).
     """
     try:
-        planes = read_field([Path(f) for f in task.files])
+        planes = read_field([Path(f) for f in task.files], options.max_pixels)
     except ImageReadError as exc:
         return [_row(task, "rejected", reason=exc.reason, detail=str(exc))]
     stats = [PlaneStats.of(p) for p in planes]
@@ -119,6 +100,14 @@ def process_image(task: ImageTask, out: Path, options: ImageOptions) -> list[dic
         rows.append(_written(task, box.slot, image, out, **geometry))
         kept += 1
     if not kept:
+        # The whole field stands in for its crops, so it must pass the crops' QC: without
+        # it a black field (all crops dropped as dim) entered the dataset, labelled.
+        whole = to_uint8(merge())
+        why = crop_reason(whole, options.qc)
+        if why is not None:
+            detail = f"the whole field failed the crop QC ({why}); {task.files[0]}"
+            rows.append(_row(task, "rejected", reason=why, detail=detail))
+            return rows
         geometry = {
             "crop": False,
             "scaling": 1.0,
@@ -127,20 +116,16 @@ def process_image(task: ImageTask, out: Path, options: ImageOptions) -> list[dic
             "y_min": 0,
             "y_max": height,
         }
-        rows.append(_written(task, 0, to_uint8(merge()), out, **geometry))
+        rows.append(_written(task, 0, whole, out, **geometry))
     return rows
 
 
-def process_shard(shard: Shard) -> tuple[int, int]:
-    """Process every task of ``shard`` and write its record; return (fields, outputs).
+def process_fields(shard: Shard) -> list[dict[str, Any]]:
+    """Process every task of ``shard``; return the rows of its record (nothing recorded).
 
     An unexpected error on one field is recorded as a rejection with reason ``error``;
     it never stops the shard.
     """
-    import polars as pl
-
-    from cytoimagenet.io.atomic import atomic_path
-
     out = Path(shard.out)
     rows: list[dict[str, Any]] = []
     for task in shard.tasks:
@@ -150,23 +135,41 @@ def process_shard(shard: Shard) -> tuple[int, int]:
             rows.append(
                 _row(task, "rejected", reason="error", detail=f"{type(exc).__name__}: {exc}")
             )
-    frame = pl.DataFrame(rows, schema=RECORD_SCHEMA, orient="row")
-    record = Path(shard.results) / f"{shard.shard_id:06d}.parquet"
-    with atomic_path(record) as tmp:
-        frame.write_parquet(tmp)
+    return rows
+
+
+def _summary(shard: Shard, rows: list[dict[str, Any]]) -> tuple[int, int]:
+    frame = write_record(record_path(Path(shard.results), shard.shard_id), rows)
     return len(shard.tasks), int((frame["status"] == "ok").sum())
 
 
-def _schema() -> dict:
-    import polars as pl
-
-    types = {
-        "crop": pl.Boolean,
-        "scaling": pl.Float64,
-        "nbytes": pl.Int64,
-    }
-    ints = ("x_min", "x_max", "y_min", "y_max", "width", "height")
-    return {c: types.get(c, pl.Int64 if c in ints else pl.String) for c in RECORD_COLUMNS}
+def process_shard(shard: Shard) -> tuple[int, int]:
+    """Process every task of ``shard`` and write its record; return (fields, outputs)."""
+    return _summary(shard, process_fields(shard))
 
 
-RECORD_SCHEMA = _schema()
+def isolate_shard(shard: Shard) -> tuple[int, int]:
+    """Redo a shard whose worker process died, one field per process, and record it.
+
+    Called (in the build's own process) when ``shard`` killed its worker twice: the OOM
+    killer, or a decoder that crashes. Each field runs alone in a fresh process; a field
+    whose process dies again is quarantined with reason ``worker-died`` and the others are
+    kept, so the build finishes instead of retrying the killer for ever.
+    """
+    from dataclasses import replace
+
+    from cytoimagenet.parallel import run_isolated
+
+    singles = [replace(shard, tasks=(task,)) for task in shard.tasks]
+    rows: list[dict[str, Any]] = []
+    for single, result in run_isolated(process_fields, singles, on_died=lambda _: None):
+        if result is None:
+            task = single.tasks[0]
+            detail = (
+                "the worker process died on this field (killed by the OS: out of memory? "
+                f"or a crashing decoder); {task.files[0]}"
+            )
+            rows.append(_row(task, "rejected", reason="worker-died", detail=detail))
+        else:
+            rows.extend(result)
+    return _summary(shard, rows)
