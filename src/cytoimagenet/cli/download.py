@@ -32,6 +32,46 @@ def download(
         bool, typer.Option("--list", help="Print the planned files and steps; fetch nothing.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per file.")] = True,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="Fetch again files without a catalog checksum (and re-verify the others), "
+            "ignoring the hashes recorded in downloads.json.",
+        ),
+    ] = False,
+    deadline: Annotated[
+        float,
+        typer.Option(
+            help="Seconds one file may take, retries included.",
+            envvar="CYTOIMAGENET_DOWNLOAD_DEADLINE",
+        ),
+    ] = 24 * 3600.0,
+    stall: Annotated[
+        float,
+        typer.Option(
+            help="Seconds within which at least 64 KiB must arrive, else retry.",
+            envvar="CYTOIMAGENET_DOWNLOAD_STALL",
+        ),
+    ] = 300.0,
+    max_unknown_size: Annotated[
+        float,
+        typer.Option(
+            help="GB taken at most from a file of unknown length.",
+            envvar="CYTOIMAGENET_DOWNLOAD_MAX_UNKNOWN",
+        ),
+    ] = 64 * 1.024**3,
+    max_extract_size: Annotated[
+        float,
+        typer.Option(help="GB one archive may unpack to.", envvar="CYTOIMAGENET_EXTRACT_MAX_SIZE"),
+    ] = 2 * 1.024**4 * 1000,
+    max_ratio: Annotated[
+        float,
+        typer.Option(
+            help="Largest unpacked/packed size ratio of an archive (zip-bomb guard).",
+            envvar="CYTOIMAGENET_EXTRACT_MAX_RATIO",
+        ),
+    ] = 200.0,
 ) -> None:
     """Download source datasets: resumable, checksum-verified, archives unpacked safely."""
     from cytoimagenet.config import validate_job
@@ -46,6 +86,12 @@ def download(
         retries=retries,
         timeout=timeout,
         mirror=mirror,
+        refresh=refresh,
+        deadline=deadline,
+        stall=stall,
+        max_unknown_size=int(max_unknown_size * 1e9),
+        max_extract_size=int(max_extract_size * 1e9),
+        max_ratio=max_ratio,
     )
     if list_only:
         _print_plan(job.sources, metadata_only, job.to)
@@ -56,6 +102,8 @@ def download(
             typer.echo(f"to do by hand  {o.reason.replace('<DIR>', str(job.to))}")
         elif o.status == "failed":
             typer.secho(f"failed         {o.source}/{o.path}: {o.reason}", err=True, fg="red")
+        elif o.reason:
+            typer.echo(f"note           {o.source}/{o.path}: {o.reason}")
     total = sum(o.size or 0 for o in report.outcomes if o.status == "downloaded")
     typer.echo(
         f"{report.count('downloaded')} downloaded ({total / 1e6:,.1f} MB), "

@@ -1,9 +1,14 @@
 """Fetch one file over HTTP(S): streamed to ``.part``, resumed, verified, renamed into place.
 
 Only the standard library is used (``urllib.request``). TLS certificates and host names are
-always verified (the default SSL context); an HTTPS URL is never redirected to plain HTTP.
-Concurrent fetches of the same target — threads or processes — serialise on a lock file
-beside it, so the second one finds the finished file and skips it.
+always verified (the default SSL context); an HTTPS URL is never redirected to plain HTTP,
+nor any URL to a scheme other than http(s); a plain-HTTP URL (a mirror) is redirected only
+within its own host. Concurrent fetches of the same target — threads or processes —
+serialise on a lock file beside it, so the second one finds the finished file and skips it.
+
+A body whose length nobody states (no ``Content-Length``, not chunked, no expected size) is
+only kept once the server confirms where it ends (a ``Range`` request past the end answered
+416 with the total): a connection closed early cannot otherwise be told from the end.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import http.client
 import logging
 import os
+import shutil
 import ssl
 import time
 import urllib.error
@@ -22,8 +28,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from cytoimagenet import __version__
+from cytoimagenet.download import resume
 from cytoimagenet.errors import CytoImageNetError
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,13 @@ CHUNK = 1 << 20
 USER_AGENT = f"cytoimagenet/{__version__} (+https://github.com/cytoimagenet/cytoimagenet)"
 #: HTTP statuses worth another try: the server or a proxy is temporarily unable to answer.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Default seconds one file may take, every retry included.
+DEADLINE = 24 * 3600.0
+#: Default seconds within which at least :data:`STALL_BYTES` must arrive (a slow drip).
+STALL = 300.0
+STALL_BYTES = 64 * 1024
+#: Default cap on the bytes taken from a body of unknown length.
+MAX_UNKNOWN = 64 * 1024**3
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes on disk so far, total bytes or None) as the download advances."""
@@ -47,6 +62,10 @@ class ChecksumError(DownloadError):
 
 class _TransientError(Exception):
     """An error after which a retry (resuming the ``.part`` file) may succeed."""
+
+
+class _RestartError(_TransientError):
+    """The ``.part`` file was discarded (another version upstream): start over at once."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,20 @@ class Fetched:
     status: Literal["downloaded", "skipped"]
     size: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """The limits of one fetch: an absolute deadline, the stall window, the unknown-size cap."""
+
+    until: float | None
+    deadline: float | None
+    stall: float | None
+    max_unknown: int | None
+    checked: bool  # an expected SHA-256 will catch a spliced resume
+
+    def left(self) -> float | None:
+        return None if self.until is None else self.until - time.monotonic()
 
 
 def sha256_of(path: Path) -> str:
@@ -116,19 +149,36 @@ def is_valid(path: Path, *, size: int | None, sha256: str | None) -> tuple[bool,
 
 
 class _NoDowngrade(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, except from HTTPS to plain HTTP (that would drop TLS silently)."""
+    """Follow redirects to http(s) only, never HTTPS → HTTP, and optionally within one host."""
+
+    def __init__(self, same_host: bool = False) -> None:
+        super().__init__()
+        self.same_host = same_host
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        """Return the follow-up request, refusing a downgrade to plain HTTP."""
-        if req.full_url.startswith("https:") and not newurl.startswith("https:"):
+        """Return the follow-up request, refusing other schemes, downgrades and other hosts."""
+        old, new = urlsplit(req.full_url), urlsplit(newurl)
+        if new.scheme not in ("http", "https"):
+            raise DownloadError(
+                f"{req.full_url}: refused a redirect to {newurl} (only http(s) is fetched)"
+            )
+        if old.scheme == "https" and new.scheme != "https":
             raise DownloadError(f"{req.full_url}: refused a redirect from HTTPS to {newurl}")
+        if self.same_host and (new.hostname or "").lower() != (old.hostname or "").lower():
+            raise DownloadError(
+                f"{req.full_url}: refused a redirect to another host ({newurl}); a plain-HTTP "
+                "URL or a mirror is only followed within its own host. Point --mirror at the "
+                "final location instead."
+            )
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def build_opener() -> urllib.request.OpenerDirector:
-    """Return the opener every fetch uses: verified TLS, no HTTPS→HTTP redirects."""
+def build_opener(*, same_host: bool = False) -> urllib.request.OpenerDirector:
+    """Return the opener every fetch uses: verified TLS, the redirect rules of the module."""
     context = ssl.create_default_context()  # CERT_REQUIRED and host-name checks
-    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoDowngrade())
+    return urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context), _NoDowngrade(same_host)
+    )
 
 
 def fetch(
@@ -141,6 +191,11 @@ def fetch(
     backoff: float = 1.0,
     timeout: float = 60.0,
     progress: Progress | None = None,
+    deadline: float | None = DEADLINE,
+    stall: float | None = STALL,
+    max_unknown: int | None = MAX_UNKNOWN,
+    same_host: bool | None = None,
+    force: bool = False,
 ) -> Fetched:
     """Download ``url`` to ``target`` unless a valid copy is already there.
 
@@ -153,47 +208,72 @@ def fetch(
     size, sha256 : optional
         Expected size and SHA-256; checked before the rename.
     retries : int
-        Further attempts after a transient failure (dropped connection, timeout, HTTP 5xx,
-        429); each resumes the ``.part`` file with a ``Range`` request.
+        Further attempts after a transient failure (dropped connection, timeout, stall,
+        HTTP 5xx, 429); each resumes the ``.part`` file with a ``Range`` request when the
+        server's ETag/Last-Modified shows the same version.
     backoff : float
         Seconds before the first retry, doubled each time (capped at 60 s).
     timeout : float
-        Socket timeout in seconds.
+        Socket timeout in seconds (silence on the connection).
     progress : callable, optional
         See :data:`Progress`.
+    deadline : float or None
+        Seconds the whole file may take, retries included (None: no limit).
+    stall : float or None
+        Seconds within which at least :data:`STALL_BYTES` must arrive (None: no check).
+    max_unknown : int or None
+        Most bytes taken from a body of unknown length (no size given, no Content-Length).
+    same_host : bool, optional
+        Follow redirects only within the URL's host; by default for ``http://`` URLs.
+    force : bool
+        Fetch again even if a file that passes the checks is there (``--refresh``).
 
     Raises
     ------
     DownloadError
-        On an HTTP error, or after the last retry; the message names the URL.
+        On an HTTP error, a refused redirect, a deadline or size cap passed, a body whose
+        end cannot be confirmed, or after the last retry; the message names the URL.
     ChecksumError
         If the file differs from ``size``/``sha256``; the ``.part`` file is removed.
     """
     if not url.startswith(("https://", "http://")):
         raise DownloadError(f"{url}: only http(s) URLs can be fetched")
     target = Path(target)
+    if same_host is None:
+        same_host = url.startswith("http://")
+    start = time.monotonic()
+    budget = _Budget(
+        None if deadline is None else start + deadline,
+        deadline,
+        stall,
+        max_unknown,
+        sha256 is not None,
+    )
     with file_lock(target):
         ok, digest = is_valid(target, size=size, sha256=sha256)
-        if ok:
+        if ok and not force:
             digest = digest or sha256_of(target)
             return Fetched(target, "skipped", target.stat().st_size, digest)
         part = target.with_name(target.name + ".part")
+        opener = build_opener(same_host=same_host)
         for fresh in (False, True):
             if fresh:  # a resumed file may mix two versions of the upstream file
-                _discard(part)
-            resumed = _download(url, part, size, retries, backoff, timeout, progress)
+                resume.discard(part)
+            resumed = _download(
+                opener, url, part, size, retries, backoff, timeout, progress, budget
+            )
             try:
                 digest = _verify(part, target, size, sha256, url)
                 break
             except ChecksumError:
                 if fresh or not resumed:
-                    _discard(part)
+                    resume.discard(part)
                     raise
                 log.warning("%s: resumed file failed verification; downloading it again", url)
         with part.open("rb") as fh:
             os.fsync(fh.fileno())
         part.replace(target)
-        _validator_file(part).unlink(missing_ok=True)
+        resume.validator_file(part).unlink(missing_ok=True)
         return Fetched(target, "downloaded", target.stat().st_size, digest)
 
 
@@ -211,21 +291,13 @@ def _verify(part: Path, target: Path, size: int | None, sha256: str | None, url:
             "Nothing was kept. Run the download again; if it persists, the upstream file is "
             "corrupt or has changed: check the source's page. Where the expected hash was "
             "recorded by an earlier download and the new file is right, remove its entry "
-            "from downloads.json."
+            "from downloads.json (or run again with --refresh)."
         )
     return digest
 
 
-def _validator_file(part: Path) -> Path:
-    return part.with_name(part.name + ".validator")
-
-
-def _discard(part: Path) -> None:
-    part.unlink(missing_ok=True)
-    _validator_file(part).unlink(missing_ok=True)
-
-
 def _download(
+    opener: urllib.request.OpenerDirector,
     url: str,
     part: Path,
     size: int | None,
@@ -233,14 +305,21 @@ def _download(
     backoff: float,
     timeout: float,
     progress: Progress | None,
+    budget: _Budget,
 ) -> bool:
     """Fill ``part`` with the whole file; return whether any bytes were resumed."""
-    opener = build_opener()
-    resumed = False
-    for attempt in range(retries + 1):
+    resumed = probe = False
+    attempt = 0
+    while True:
+        _check_deadline(url, part, budget)
         try:
-            resumed |= _attempt(opener, url, part, size, timeout, progress)
-            return resumed
+            appended, confirmed = _attempt(
+                opener, url, part, size, timeout, progress, budget, probe=probe
+            )
+        except _RestartError as exc:  # no retry used: a restart begins at byte 0, so it ends
+            log.warning("%s: %s", url, exc)
+            probe = False
+            continue
         except _TransientError as exc:
             if attempt == retries:
                 kept = part.exists() and part.stat().st_size > 0
@@ -249,9 +328,37 @@ def _download(
                     f"{url}: {exc} (gave up after {retries + 1} attempt(s)); {hint}."
                 ) from None
             wait = min(backoff * 2**attempt, 60.0)
+            left = budget.left()
+            wait = wait if left is None else max(0.0, min(wait, left))
             log.warning("%s: %s; retrying in %.1f s", url, exc, wait)
             time.sleep(wait)
-    raise AssertionError("unreachable")  # pragma: no cover
+            attempt += 1
+            probe = False
+            continue
+        resumed |= appended
+        if confirmed:
+            return resumed
+        probe = True  # ask past the end: only the server can say the body was whole
+
+
+def _check_deadline(url: str, part: Path, budget: _Budget) -> None:
+    left = budget.left()
+    if left is not None and left <= 0:
+        kept = part.exists() and part.stat().st_size > 0
+        hint = f"{part.name} is kept, so a new run resumes; " if kept else ""
+        raise DownloadError(
+            f"{url}: not finished within the per-file deadline of {budget.deadline:g} s; "
+            f"{hint}raise it with --deadline (or CYTOIMAGENET_DOWNLOAD_DEADLINE)."
+        )
+
+
+def _unconfirmed(url: str, part: Path, why: str) -> DownloadError:
+    resume.discard(part)
+    return DownloadError(
+        f"{url}: the server sent no Content-Length and {why}, so a connection cut short "
+        "cannot be told from a complete file; nothing was kept. Give the file's size in the "
+        "catalog, or fetch it from a mirror that states lengths."
+    )
 
 
 def _attempt(
@@ -261,30 +368,41 @@ def _attempt(
     size: int | None,
     timeout: float,
     progress: Progress | None,
-) -> bool:
-    """One request; append to ``part`` when the server honours the range."""
+    budget: _Budget,
+    *,
+    probe: bool = False,
+) -> tuple[bool, bool]:
+    """One request; return (appended to ``part``, the file's end is confirmed)."""
     have = part.stat().st_size if part.exists() else 0
-    if size is not None and have > size:  # cannot be a prefix of the right file
-        _discard(part)
-        have = 0
+    saved = resume.saved_version(part) if have else {}
+    if have and ((size is not None and have > size) or not (saved or budget.checked or probe)):
+        # not a prefix of the right file, or nothing could show it is the same version
+        resume.discard(part)
+        have, saved = 0, {}
     headers = {"User-Agent": USER_AGENT}
-    validator = _validator_file(part)
     if have:
         headers["Range"] = f"bytes={have}-"
-        if validator.exists():  # the server sends the whole file if it changed since
-            headers["If-Range"] = validator.read_text()
+        if tag := resume.if_range(saved):  # the server sends the whole file if it changed since
+            headers["If-Range"] = tag
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 (scheme checked)
     try:
         response = opener.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # nothing left after `have`, or the file shrank
-            total = _range_total(exc.headers.get("Content-Range", ""))
+            total = resume.range_total(exc.headers.get("Content-Range", ""))
             if have == (size if size is not None else total):
-                return True  # the .part file already holds everything
-            _discard(part)
+                return False, True  # the .part file already holds everything
+            if probe and total is None:
+                raise _unconfirmed(url, part, "its answer past the end gave no total") from None
+            resume.discard(part)
             raise _TransientError("the server refused to resume; starting over") from None
         if exc.code in TRANSIENT_STATUS:
             raise _TransientError(f"HTTP {exc.code} {exc.reason}") from None
+        if 300 <= exc.code < 400:
+            raise DownloadError(
+                f"{url}: refused a redirect to {exc.headers.get('Location')!r} (HTTP "
+                f"{exc.code}); only http(s) redirects are followed"
+            ) from None
         raise DownloadError(
             f"{url}: HTTP {exc.code} {exc.reason}. The file may have moved or need access "
             "rights; check the source's home page (`cytoimagenet sources show SOURCE`)."
@@ -298,21 +416,46 @@ def _attempt(
             ) from None
         raise _TransientError(f"connection failed: {reason}") from None
     with response:
-        append = have > 0 and response.status == 206 and _range_start(response) == have
+        start, total = resume.content_range(response)
+        if response.status == 206:
+            problem = resume.splice_problem(
+                have, start, total, size, saved, response, budget.checked
+            )
+            if problem:  # appending would mix two versions, or bytes at the wrong offset
+                resume.discard(part)
+                if not have:
+                    raise _TransientError(problem)
+                raise _RestartError(f"{problem}; starting the file over")
+        elif probe:
+            raise _unconfirmed(url, part, "it does not answer Range requests")
+        append = response.status == 206
         if not append:
             have = 0  # the server ignored the range (or the file changed): start over
-            tag = response.headers.get("ETag") or response.headers.get("Last-Modified")
-            if tag and not tag.startswith("W/"):
-                validator.write_text(tag)
-            else:
-                validator.unlink(missing_ok=True)
+            resume.save_version(part, response)
         length = response.headers.get("Content-Length")
-        expected = have + int(length) if length and length.isdigit() else size
-        done = _stream(response, part, append, have, expected, progress)
+        if append and total is not None:
+            expected: int | None = total
+        elif length and length.isdigit():
+            expected = have + int(length)
+        else:
+            expected = size
+        known = expected is not None or bool(getattr(response, "chunked", False))
+        _room(part, (expected or 0) - have, url)
+        done = _stream(response, part, append, have, expected, progress, budget, url)
     if expected is not None and done < expected:
         # http.client reports a connection closed early as a short read, not an error
         raise _TransientError(f"connection closed after {done} of {expected} bytes")
-    return append
+    return append, known
+
+
+def _room(part: Path, needed: int, url: str) -> None:
+    """Refuse to start a body that cannot fit on the disk."""
+    free = shutil.disk_usage(part.parent).free
+    if needed > free:
+        raise DownloadError(
+            f"{url}: needs {needed / 1e9:,.2f} GB but {part.parent} has {free / 1e9:,.2f} GB "
+            "free; free some space or choose another --to."
+        )
 
 
 def _stream(
@@ -322,14 +465,17 @@ def _stream(
     have: int,
     expected: int | None,
     progress: Progress | None,
+    budget: _Budget,
+    url: str,
 ) -> int:
     done = have
+    mark, mark_at = done, time.monotonic()  # bytes seen at the start of the stall window
     with part.open("ab" if append else "wb") as out:
         if progress:
             progress(done, expected)
         while True:
             try:
-                chunk = response.read(CHUNK)
+                chunk = response.read1(CHUNK)  # returns as data arrives: checks stay timely
             except (OSError, http.client.HTTPException) as exc:  # not disk errors: those stop
                 raise _TransientError(f"connection lost after {done} bytes: {exc!r}") from None
             if not chunk:
@@ -338,17 +484,21 @@ def _stream(
             done += len(chunk)
             if progress:
                 progress(done, expected)
-
-
-def _range_total(value: str) -> int | None:
-    """Return N of a ``Content-Range: bytes */N`` header, if there is one."""
-    tail = value.rpartition("/")[2]
-    return int(tail) if tail.isdigit() else None
-
-
-def _range_start(response: http.client.HTTPResponse) -> int | None:
-    value = response.headers.get("Content-Range", "")  # "bytes 100-199/200"
-    try:
-        return int(value.split()[1].split("-")[0])
-    except (IndexError, ValueError):
-        return None
+            now = time.monotonic()
+            if expected is None and budget.max_unknown is not None and done > budget.max_unknown:
+                out.close()
+                resume.discard(part)
+                raise DownloadError(
+                    f"{url}: more than {budget.max_unknown:,} bytes of unknown length; nothing "
+                    "was kept. Raise the cap with --max-unknown-size (or "
+                    "CYTOIMAGENET_DOWNLOAD_MAX_UNKNOWN) if the file really is this large."
+                )
+            if done - mark >= STALL_BYTES:
+                mark, mark_at = done, now
+            elif budget.stall is not None and now - mark_at > budget.stall:
+                raise _TransientError(
+                    f"stalled: under {STALL_BYTES // 1024} KiB in {budget.stall:g} s"
+                )
+            if budget.until is not None and now > budget.until:
+                out.flush()
+                _check_deadline(url, part, budget)

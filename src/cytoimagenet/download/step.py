@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,8 +20,23 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from cytoimagenet.config import _Job
-from cytoimagenet.download.archive import extract_archive
-from cytoimagenet.download.http import DownloadError, Fetched, Progress, fetch, file_lock
+from cytoimagenet.download import http
+from cytoimagenet.download.archive import (
+    MAX_EXTRACT,
+    MAX_RATIO,
+    CorruptArchiveError,
+    Extracted,
+    extract_archive,
+    marker_path,
+)
+from cytoimagenet.download.http import (
+    ChecksumError,
+    DownloadError,
+    Fetched,
+    Progress,
+    fetch,
+    file_lock,
+)
 from cytoimagenet.download.routes import (
     fetch_kaggle,
     follow_up,
@@ -29,6 +45,7 @@ from cytoimagenet.download.routes import (
     plan_source,
 )
 from cytoimagenet.fields import OutputDir
+from cytoimagenet.io.atomic import atomic_path
 from cytoimagenet.sources.catalog import RemoteFile, SourceInfo, get_source
 
 MANIFEST = "downloads.json"
@@ -55,7 +72,21 @@ class DownloadJob(_Job):
     timeout : float
         Socket timeout in seconds.
     mirror : str, optional
-        Base URL of a mirror holding the files as ``<mirror>/<host>/<path>``.
+        Base URL of a mirror holding the files as ``<mirror>/<host>/<path>``; redirects
+        are followed only within its host.
+    refresh : bool
+        Fetch again the files without a catalog checksum and re-verify the others,
+        ignoring the hashes recorded in ``downloads.json``; unpack archives again.
+    deadline : float or None
+        Seconds one file may take, retries included.
+    stall : float or None
+        Seconds within which at least 64 KiB must arrive.
+    max_unknown_size : int or None
+        Most bytes taken from a body of unknown length.
+    max_extract_size : int or None
+        Most bytes one archive may unpack to.
+    max_ratio : float or None
+        Most unpacked size / archive size (large archives only).
     """
 
     sources: list[str] = Field(min_length=1)
@@ -66,6 +97,12 @@ class DownloadJob(_Job):
     backoff: float = Field(default=1.0, ge=0)
     timeout: float = Field(default=60.0, gt=0)
     mirror: str | None = None
+    refresh: bool = False
+    deadline: float | None = Field(default=http.DEADLINE, gt=0)
+    stall: float | None = Field(default=http.STALL, gt=0)
+    max_unknown_size: int | None = Field(default=http.MAX_UNKNOWN, gt=0)
+    max_extract_size: int | None = Field(default=MAX_EXTRACT, gt=0)
+    max_ratio: float | None = Field(default=MAX_RATIO, gt=1)
 
     @field_validator("sources")
     @classmethod
@@ -129,16 +166,20 @@ def run_download(
     kaggle_factory : callable
         Returns an authenticated Kaggle API object (replaced in tests).
     """
-    job.to.mkdir(parents=True, exist_ok=True)
+    _writable(job.to)
+    _read_manifest(job.to)  # a damaged manifest stops the run before any download
     outcomes: list[Outcome] = []
     for name in job.sources:
         info = get_source(name)
         plan = plan_source(info, metadata_only=job.metadata_only, files=(files or {}).get(name))
+        every = (files or {}).get(name)
+        every = info.files if every is None else every
+        protect = [job.to / name / f.path for f in every]  # fetched and verified on their own
         outcomes += [Outcome(name, "", "manual", reason=text) for text in plan.manual]
         queue = list(plan.files)
         while queue:
             remote = queue.pop(0)
-            outcome = _one(job, info, remote, progress, kaggle_factory)
+            outcome = _one(job, info, remote, progress, kaggle_factory, protect)
             outcomes.append(outcome)
             if outcome.status != "failed":
                 try:
@@ -155,12 +196,14 @@ def _one(
     remote: RemoteFile,
     progress: bool,
     kaggle_factory: Callable[[], object],
+    protect: list[Path],
 ) -> Outcome:
     key = f"{info.name}/{remote.path}"
     target = job.to / info.name / remote.path
-    record = _recorded(job.to, key, remote.url)
+    record = {} if job.refresh else _recorded(job.to, key, remote.url)
     sha256 = remote.sha256 or record.get("sha256")
     size = remote.size if remote.size is not None else record.get("size")
+    note = ""
     try:
         if remote.url.startswith("kaggle:"):
             got = fetch_kaggle(
@@ -177,15 +220,64 @@ def _one(
                     backoff=job.backoff,
                     timeout=job.timeout,
                     progress=bar,
+                    deadline=job.deadline,
+                    stall=job.stall,
+                    max_unknown=job.max_unknown_size,
+                    same_host=True if job.mirror else None,
+                    force=job.refresh and remote.sha256 is None,
                 )
-        _record(job.to, key, remote, got, "catalog" if remote.sha256 else "computed")
         extracted = None
         if job.extract and remote.is_archive:
-            done = extract_archive(got.path)
+            if job.refresh:
+                marker_path(got.path).unlink(missing_ok=True)
+            done = _unpack(got.path, remote, protect, job)
             extracted = done.written + done.skipped if done.status == "extracted" else None
+            if done.kept:
+                note = f"kept the downloaded {', '.join(done.kept)}, not the archive's copy"
+        # recorded only now: an archive's hash once it unpacked cleanly
+        _record(job.to, key, remote, got, "catalog" if remote.sha256 else "computed")
+    except ChecksumError as exc:
+        reason = str(exc)
+        if not remote.sha256 and record.get("sha256"):
+            reason += (
+                f" The expected hash was recorded in {job.to / MANIFEST} (entry {key!r}); "
+                f"if the new file is right, run again with --refresh, or delete that entry."
+            )
+        return Outcome(info.name, remote.path, "failed", reason=reason)
     except (OSError, DownloadError) as exc:
         return Outcome(info.name, remote.path, "failed", reason=str(exc))
-    return Outcome(info.name, remote.path, got.status, size=got.size, extracted=extracted)
+    return Outcome(
+        info.name, remote.path, got.status, reason=note, size=got.size, extracted=extracted
+    )
+
+
+def _unpack(path: Path, remote: RemoteFile, protect: list[Path], job: DownloadJob) -> Extracted:
+    """Unpack an archive; one that no checksum vouches for is removed if it is corrupt."""
+    try:
+        return extract_archive(
+            path, protect=protect, max_bytes=job.max_extract_size, max_ratio=job.max_ratio
+        )
+    except CorruptArchiveError as exc:
+        if remote.sha256:
+            raise
+        path.unlink(missing_ok=True)  # else a cut-off file would be skipped as valid forever
+        raise CorruptArchiveError(
+            f"{exc} It had no checksum to check, so it was removed and not recorded; the next "
+            "run fetches it again."
+        ) from None
+
+
+def _writable(root: Path) -> None:
+    """Fail early, naming the folder, when the download root cannot be written."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise DownloadError(
+            f"{root}: cannot write to the download folder ({exc.strerror or exc}); fix its "
+            "permissions or choose another --to."
+        ) from None
 
 
 @contextlib.contextmanager
@@ -216,15 +308,24 @@ def _bar(label: str, total: int | None, show: bool) -> Iterator[Progress]:
 
 
 def _read_manifest(root: Path) -> dict[str, dict[str, object]]:
+    path = root / MANIFEST
+    fix = (
+        "fix it, or move it aside (e.g. `mv downloads.json downloads.json.bad`) to start "
+        "fresh: files without a catalog checksum are then hashed again by the next download"
+    )
     try:
-        data = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except ValueError as exc:
+        raise DownloadError(f"{path}: not valid JSON ({exc}); {fix}") from None
+    files = data.get("files", {}) if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
         raise DownloadError(
-            f"{root / MANIFEST}: not valid JSON ({exc}); fix or delete it"
-        ) from None
-    return dict(data.get("files", {}))
+            f'{path}: not a download manifest (a JSON object whose "files" maps each '
+            f"<source>/<file> to an object); {fix}"
+        )
+    return dict(files)
 
 
 def _recorded(root: Path, key: str, url: str) -> dict[str, object]:
@@ -251,7 +352,6 @@ def _record(root: Path, key: str, remote: RemoteFile, got: Fetched, verified: st
             "verified": verified,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        tmp = manifest.with_name(f".{MANIFEST}.tmp")
         text = json.dumps({"version": 1, "files": dict(sorted(files.items()))}, indent=1)
-        tmp.write_text(text + "\n", encoding="utf-8")
-        tmp.replace(manifest)
+        with atomic_path(manifest) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
