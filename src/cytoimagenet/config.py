@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.fields import OutputDir, ParquetOut, existing_dir, existing_file, existing_files
@@ -45,6 +45,21 @@ class MetadataJob(_Job):
         from cytoimagenet.sources import get_source
 
         return get_source(value).name
+
+    @model_validator(mode="after")
+    def _spare_the_raw_files(self) -> MetadataJob:
+        # The outputs replace files of their names; inside --raw those may be the very
+        # metadata files just read (``--out raw/x.parquet`` would overwrite ``raw/x.csv``).
+        raw = self.raw.resolve()
+        written = [self.out, self.out.with_name(f"{self.out.stem}.provenance.json")]
+        written += [self.out.with_suffix(".csv")] if self.csv else []
+        clash = [p for p in written if p.is_file() and raw in p.resolve().parents]
+        if clash:
+            raise ValueError(
+                f"{clash[0]} is a file in the raw folder {self.raw} and would be overwritten; "
+                "write --out outside --raw"
+            )
+        return self
 
 
 J = TypeVar("J", bound=_Job)
@@ -125,11 +140,15 @@ class BuildJob(_Job):
         Classes are trimmed to this many images (paper: 1000).
     min_class_size : int
         Classes with fewer images after QC are dropped (published dataset: 500).
+    max_pixels : int
+        Largest plane (height x width) a field may have, checked from file headers before
+        decoding; larger fields are quarantined as ``too-large`` (100 Mpx: about 10,000²,
+        far above any source's fields, far below a decompression bomb).
     """
 
     labels: Annotated[Path, existing_file("labels table (run `cytoimagenet labels` first)")]
     root: Annotated[Path, existing_dir("the raw data root")]
-    out: Path
+    out: OutputDir
     workers: int = Field(default=1, ge=1, le=512)
     scheduler: str | None = None
     seed: int = 0
@@ -140,6 +159,7 @@ class BuildJob(_Job):
     low: float = Field(default=0.1, ge=0, le=100)
     high: float = Field(default=99.9, ge=0, le=100)
     shard_size: int = Field(default=32, ge=1, le=100_000)
+    max_pixels: int = Field(default=100_000_000, ge=1)
     qc: QCConfig = QCConfig()
 
     def fingerprint(self) -> dict[str, object]:
@@ -152,10 +172,51 @@ class BuildJob(_Job):
 class QuickstartJob(_Job):
     """Run the main job on the embedded sample."""
 
-    out: Path = Path("runs/quickstart")
+    out: OutputDir = Path("runs/quickstart")
     preset: Literal["default", "tiny"] = "default"
     seed: int = 0
     workers: int = Field(default=1, ge=1, le=512)
+
+
+def claim_folder(out: Path, marker: str, command: str) -> dict[str, object] | None:
+    """Refuse a non-empty ``out`` that holds no earlier run of ``command``.
+
+    A run is recognised by its ``marker`` file (a JSON object it writes first): a command must
+    never overwrite files it did not write.
+
+    Returns
+    -------
+    dict or None
+        The marker's content when ``out`` holds an earlier run (to resume), else ``None``.
+
+    Raises
+    ------
+    ConfigError
+        When ``out`` is not empty and has no marker, or the marker is not a JSON object.
+    """
+    import json
+
+    state = out / marker
+    if state.is_file():
+        try:
+            content = json.loads(state.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            content = exc
+        if not isinstance(content, dict):
+            raise ConfigError(
+                f"{state}: not a valid {command} state file ({content}); remove the folder "
+                "to start over, or choose an empty --out folder"
+            )
+        return content
+    if out.is_dir() and any(out.iterdir()):
+        found = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(found[:3]) + (" …" if len(found) > 3 else "")
+        raise ConfigError(
+            f"{out} is not empty ({shown}) and holds no earlier `{command}` run; "
+            f"`{command}` never overwrites files it did not write: choose an empty --out "
+            "folder, or remove this one"
+        )
+    return None
 
 
 def validate_job(job_type: type[J], /, **values: object) -> J:

@@ -26,5 +26,9 @@ class SchemaError(CytoImageNetError):
     """A table does not follow the unified metadata schema."""
 
 
+class BuildError(CytoImageNetError):
+    """A dataset build ran but cannot give a usable dataset (e.g. every field quarantined)."""
+
+
 class WeightsConversionError(CytoImageNetError, ValueError):
     """A weights file or state dict does not have the layers or shapes the converter expects."""

@@ -6,6 +6,7 @@ before any work with a message that names the path and what was expected there.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -49,8 +50,34 @@ def existing_dir(what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def check_writable_place(value: Path) -> None:
+    """Raise ``ValueError`` unless ``value`` can be created (or replaced) where it lies.
+
+    The nearest existing ancestor must be a writable folder, not a file. Checked when a job
+    is validated, so a command does not work for an hour and then fail to save its result.
+    """
+    place = Path("/")
+    for ancestor in Path(value).resolve().parents:
+        if ancestor.is_dir():
+            place = ancestor
+            break
+        if ancestor.is_file():
+            raise ValueError(
+                f"{value}: cannot be created, {ancestor} is a file, not a folder; "
+                "choose another path"
+            )
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{value}: cannot be written, {place} is not writable (read-only or no "
+            "permission); choose another path"
+        )
+
+
 def output_file(*suffixes: str, noun: str = "output") -> AfterValidator:
-    """Check that an output path (or ``None``) ends in one of ``suffixes`` and is no folder."""
+    """Check that an output path (or ``None``) ends in one of ``suffixes`` and is no folder.
+
+    Its folder must exist and be writable, or be creatable (see :func:`check_writable_place`).
+    """
     wanted = " or ".join(suffixes)
 
     def check(value: Path | None) -> Path | None:
@@ -60,14 +87,25 @@ def output_file(*suffixes: str, noun: str = "output") -> AfterValidator:
             raise ValueError(f"{value}: the {noun} must be a {wanted} file")
         if value.is_dir():
             raise ValueError(f"{value}: is a directory; give a file name ending in {wanted}")
+        check_writable_place(value)
         return value
 
     return AfterValidator(check)
 
 
 def _not_a_file(value: Path | None) -> Path | None:
-    if value is not None and value.exists() and not value.is_dir():
-        raise ValueError(f"{value}: exists and is not a directory")
+    if value is None:
+        return value
+    if value.exists() and not value.is_dir():
+        raise ValueError(f"{value}: exists and is not a directory; choose a folder")
+    if value.is_dir():
+        if not os.access(value, os.W_OK | os.X_OK):
+            raise ValueError(
+                f"{value}: the folder is not writable (read-only or no permission); "
+                "choose another path"
+            )
+    else:
+        check_writable_place(value)
     return value
 
 

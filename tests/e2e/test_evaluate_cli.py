@@ -152,7 +152,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     holes = tmp_path / "holes.csv"
     holes.write_text("Metadata_Label,f1,f2\na,1,2\nb,,3\n")
     code, output = _invoke("cyclops", "--features", str(holes), "--out", out)
-    assert code == 1 and "holes.csv: 1 empty/NaN/infinite feature values" in output
+    assert code == 1 and "holes.csv: 1 empty/NaN/infinite feature values in 1 of 2 row" in output
     assert not Path(out).exists()
 
 
@@ -161,11 +161,11 @@ def test_feature_table_reader_keeps_metadata_as_text(tmp_path: Path) -> None:
     path.write_text(
         "Metadata_Plate,Metadata_Well,x,y,note\n0123,A01,1.5,2,hello\n0456,B02,3,4,bye\n"
     )
-    table = read_feature_table(path)
+    table = read_feature_table(path, ignore_non_numeric=True)
     assert table.meta["Metadata_Plate"].to_list() == ["0123", "0456"]
     assert table.names == ["x", "y"] and table.features.dtype == np.float32
     with pytest.raises(SchemaError, match=r"t.csv: missing metadata column"):
-        read_feature_table(path, require=["Metadata_Compound"])
+        read_feature_table(path, require=["Metadata_Compound"], ignore_non_numeric=True)
     # Parquet as `extract` writes it: typed metadata become text, list metadata are skipped.
     parquet = tmp_path / "t.parquet"
     pl.DataFrame(

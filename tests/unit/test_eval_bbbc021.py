@@ -222,8 +222,8 @@ def test_missing_moa_and_columns_name_the_file(tmp_path: Path) -> None:
         evaluate_bbbc021(table.with_meta(table.meta.drop("Metadata_Compound")), resolve_protocol())
     moa = tmp_path / "moa.csv"
     moa.write_text("compound,concentration,moa\na1,1e-1,A\n")
-    with pytest.raises(SchemaError, match="sim: none of the 1 treatment"):
-        evaluate_bbbc021(bare, resolve_protocol(), moa)  # one compound: no NSC neighbour
+    with pytest.raises(SchemaError, match=r"sim: fewer than 2 classes \(only 'A'\) among the 1"):
+        evaluate_bbbc021(bare, resolve_protocol(), moa)  # one MoA (and no NSC neighbour)
     # Concentrations match numerically whatever their spelling (1e-1 = 0.1, 1 = 1.0).
     moa.write_text("compound,concentration,moa\na1,1e-1,A\nc1,1,A\nd1,0.10,D\nx9,1,A\n")
     nsc = evaluate_bbbc021(bare, resolve_protocol(), moa)["nsc"]
@@ -316,3 +316,18 @@ def test_real_layout_standard_protocol_nscb(real_meta: pl.DataFrame) -> None:
     assert nscb["correct"] == 91 - 17  # the designed failures, every other query right
     assert extra["bootstrap_ci95"]["groups"] == 33
     assert nscb["ci95"]["method"] == "wilson"
+
+
+def test_candidate_counts_match_a_brute_force_count() -> None:
+    from cytoimagenet.evaluation.checks import group_candidates, overlap_candidates
+
+    names = list(COMPOUNDS)
+    groups = [COMPOUNDS[c][0] for c in names]  # compound → its MoA letter as the group
+    sets = [frozenset(COMPOUNDS[c][1]) for c in names]
+    want_group = [sum(g != h for h in groups) for g in groups]
+    want_overlap = [
+        sum(g != h and not (s & t) for h, t in zip(groups, sets, strict=True))
+        for g, s in zip(groups, sets, strict=True)
+    ]
+    assert group_candidates(groups).tolist() == want_group
+    assert overlap_candidates(groups, sets).tolist() == want_overlap

@@ -68,3 +68,24 @@ def test_devices_accepted(device: str) -> None:
 @pytest.mark.parametrize("device", ["gpu", "cuda:", "CPU", "cuda:x"])
 def test_devices_refused(device: str) -> None:
     assert "expected auto, cpu, cuda or cuda:N" in _error(device=device)
+
+
+def test_outputs_under_a_file_are_refused_before_any_work(tmp_path: Path) -> None:
+    file = tmp_path / "plain.txt"
+    file.write_text("x")
+    for field, name in (("out_dir", "run"), ("parquet", "t.parquet"), ("result", "r.json")):
+        message = _error(**{field: file / "sub" / name})
+        assert f"{file / 'sub' / name}: cannot be created, {file} is a file" in message
+    # A deeper missing folder under a writable one is fine: the command creates it.
+    assert _Model(parquet=tmp_path / "a" / "b" / "t.parquet").parquet is not None
+
+
+def test_outputs_in_an_unwritable_folder_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests run as root, whom permissions do not stop: simulate a read-only folder.
+    import cytoimagenet.fields as fields
+
+    monkeypatch.setattr(fields.os, "access", lambda path, mode: Path(path) != tmp_path)
+    assert f"{tmp_path} is not writable" in _error(parquet=tmp_path / "new" / "t.parquet")
+    assert f"{tmp_path}: the folder is not writable" in _error(out_dir=tmp_path)

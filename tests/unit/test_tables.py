@@ -79,3 +79,73 @@ def test_excel_error(tmp_path: Path) -> None:
     bad.write_bytes(b"garbage")
     with pytest.raises(MetadataError, match=r"x\.xls"):
         read_excel(bad)
+
+
+def _csv(rows: int) -> str:
+    return "Plate,Well,Compound\n" + "".join(f"P{i},A{i % 12 + 1},c{i}\n" for i in range(rows))
+
+
+def test_decompressed_size_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _csv(2000)  # ~40 kB once decompressed, a few kB compressed
+    (tmp_path / "a.csv.gz").write_bytes(gzip.compress(text.encode()))
+    with zipfile.ZipFile(tmp_path / "a.csv.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.csv", text)
+    (tmp_path / "a.csv").write_text(text)
+    for name in ("a.csv.gz", "a.csv.zip", "a.csv"):
+        with pytest.raises(MetadataError, match=rf"{name}: holds more than 10,000 bytes"):
+            read_delimited(tmp_path / name, max_bytes=10_000)
+        assert read_delimited(tmp_path / name, max_bytes=len(text)).height == 2000
+    monkeypatch.setenv("CYTOIMAGENET_MAX_TABLE_BYTES", "1000")
+    with pytest.raises(MetadataError, match="CYTOIMAGENET_MAX_TABLE_BYTES"):
+        read_delimited(tmp_path / "a.csv.gz")
+    monkeypatch.setenv("CYTOIMAGENET_MAX_TABLE_BYTES", "lots")
+    with pytest.raises(MetadataError, match="expected a positive number of bytes"):
+        read_delimited(tmp_path / "a.csv.gz")
+
+
+def test_a_cut_gzip_or_zip_is_refused(tmp_path: Path) -> None:
+    packed = gzip.compress(_csv(500).encode())
+    (tmp_path / "cut.csv.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(MetadataError, match=r"cut\.csv\.gz: cannot read .*re-download"):
+        read_delimited(tmp_path / "cut.csv.gz")
+    with zipfile.ZipFile(tmp_path / "z.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.csv", _csv(500))
+    whole = (tmp_path / "z.zip").read_bytes()
+    (tmp_path / "cut.csv.zip").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(MetadataError, match=r"cut\.csv\.zip: cannot read"):
+        read_delimited(tmp_path / "cut.csv.zip")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Plate,Well,Compound\nP1,A1,dmso\nP2,A", "the last line has 2 of 3 fields"),
+        ('Plate,Well,Compound\nP1,A1,dmso\nP2,A2,"taxol', "ends inside a quoted field"),
+        ('Plate,Well,Compound\nP1,A1,"dmso\n', "ends inside a quoted field"),
+    ],
+)
+def test_a_csv_cut_mid_row_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "cut.csv"
+    path.write_text(text)
+    with pytest.raises(MetadataError, match=message) as info:
+        read_delimited(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_file_cut_inside_a_character_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cut.csv"
+    path.write_bytes("Plate,Compound\nP1,dmso\nP2,β".encode()[:-1])  # half of "β"
+    with pytest.raises(MetadataError, match="ends in the middle of a character"):
+        read_delimited(path)
+
+
+def test_complete_files_without_a_final_newline_still_read(tmp_path: Path) -> None:
+    full = tmp_path / "full.csv"
+    full.write_text("Plate,Well,Compound\nP1,A1,dmso\nP2,A2,taxol")
+    assert read_delimited(full)["Compound"].to_list() == ["dmso", "taxol"]
+    ragged = tmp_path / "ragged.csv"  # short rows throughout are the file's style, not a cut
+    ragged.write_text("Plate,Well,Compound\nP1,A1\nP2,A2")
+    assert read_delimited(ragged)["Compound"].to_list() == [None, None]
+    lenient = tmp_path / "quote.csv"  # a stray quote mid-field is tolerated, as before
+    lenient.write_text('Plate,Compound\nP1,"dmso"x\nP2,taxol\n')
+    assert read_delimited(lenient)["Compound"].to_list() == ["dmsox", "taxol"]

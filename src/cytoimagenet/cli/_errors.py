@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -42,6 +44,27 @@ def _panic_types() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover - every supported polars has it
         return ()
     return (PanicException,)
+
+
+@contextlib.contextmanager
+def reading(*paths: Path | list[Path] | None) -> Iterator[None]:
+    """Name the input table(s) when a table reader panics on a corrupt file.
+
+    polars' ``PanicException`` says what broke inside the reader, never which file; the
+    command knows its inputs, so the error line can name them.
+    """
+    try:
+        yield
+    except _panic_types() as exc:
+        named: list[str] = []
+        for item in paths:
+            named += [str(p) for p in (item if isinstance(item, list) else [item]) if p]
+        where = named[0] if len(named) == 1 else f"one of {', '.join(named)}"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CytoImageNetError(
+            f"{where}: cannot be read, the table looks corrupt or truncated (the reader "
+            f"failed: {reason[:160]}); re-create it, or download it again"
+        ) from None
 
 
 def _fail(line: str) -> typer.Exit:

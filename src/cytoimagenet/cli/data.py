@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cytoimagenet.cli._errors import friendly
+from cytoimagenet.cli._errors import friendly, reading
 from cytoimagenet.config import (
     BuildJob,
     LabelJob,
@@ -81,7 +81,8 @@ def labels(
         min_class_size=min_class_size,
         unseen_classes=unseen,
     )
-    text = run_labels(job)
+    with reading(job.metadata):
+        text = run_labels(job)
     typer.echo(text)
 
 
@@ -106,6 +107,9 @@ def sample(
     job = validate_job(
         SampleJob, out=out, kind=kind, plates=plates, sites=sites, size=size, seed=seed
     )
+    from cytoimagenet.sample.marker import claim_sample_folder
+
+    claim_sample_folder(job.out, job.resolved())
     if job.kind == "bbbc014":
         from cytoimagenet.sample.bbbc014 import generate_bbbc014
 
@@ -142,6 +146,13 @@ def build(
     val_fraction: Annotated[float, typer.Option(help="Share of each class in val.")] = 0.1,
     crops: Annotated[bool, typer.Option(help="Make multi-scale crops.")] = True,
     shard_size: Annotated[int, typer.Option(help="Fields per task (unit of resumption).")] = 32,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            help="Quarantine fields with a plane over this many pixels (height x width, "
+            "read from file headers before decoding) as too-large."
+        ),
+    ] = 100_000_000,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Standardise, crop, QC and write the labelled images as PNGs + metadata."""
@@ -162,8 +173,10 @@ def build(
         val_fraction=val_fraction,
         crops=crops,
         shard_size=shard_size,
+        max_pixels=max_pixels,
     )
-    result = run_build(job, progress=progress)
+    with reading(job.labels):
+        result = run_build(job, progress=progress)
     typer.echo(format_report(result.report))
     typer.echo(f"\nwrote {result.metadata}")
 

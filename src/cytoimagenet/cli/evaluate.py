@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cytoimagenet.cli._errors import friendly
+from cytoimagenet.cli._errors import friendly, reading
 
 
 def register(app: typer.Typer) -> None:
@@ -53,6 +53,9 @@ def evaluate(
     ] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates (standard).")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    ignore_non_numeric: Annotated[
+        bool, typer.Option(help="Drop non-numeric, non-Metadata_ columns instead of refusing.")
+    ] = False,
 ) -> None:
     """Score precomputed features with a benchmark's exact kNN protocol; write RESULT.json."""
     from cytoimagenet.config import validate_job
@@ -74,7 +77,9 @@ def evaluate(
         name=name,
         bootstrap=bootstrap,
         seed=seed,
+        ignore_non_numeric=ignore_non_numeric,
     )
-    result = run_evaluate(job)
+    with reading(job.features, job.moa):
+        result = run_evaluate(job)
     typer.echo(summary_line(result))
     typer.echo(f"wrote {job.out}")

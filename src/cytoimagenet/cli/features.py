@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cytoimagenet.cli._errors import friendly
+from cytoimagenet.cli._errors import friendly, reading
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +20,8 @@ def extract(
     model: Annotated[
         str,
         typer.Option(
-            help="random | imagenet | lite0-imagenet | keras:PATH.h5 | CHECKPOINT | fusion:A+B"
+            help="random | imagenet | lite0-imagenet | cytoimagenet (the published weights) | "
+            "keras:PATH.h5 | CHECKPOINT | fusion:A+B"
         ),
     ],
     images: Annotated[Path, typer.Option(help="Images table (.parquet/.csv).")],
@@ -59,5 +60,6 @@ def extract(
         device=device,
         seed=seed,
     )
-    meta = run_extract(job, progress=progress)
+    with reading(job.images):
+        meta = run_extract(job, progress=progress)
     typer.echo(f"wrote {job.out} ({meta.height} images)")

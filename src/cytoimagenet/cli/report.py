@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cytoimagenet.cli._errors import friendly
+from cytoimagenet.cli._errors import friendly, reading
 
 
 def register(app: typer.Typer) -> None:
@@ -86,7 +86,8 @@ def report(
         umap_label=umap_label,
         seed=seed,
     )
-    done = run_report(job)
+    with reading(job.umap):
+        done = run_report(job)
     typer.echo(done.table)
     extra = f", {len(done.figures)} figure(s) in {job.figures}" if done.figures else ""
     typer.echo(f"wrote {job.out}{extra}")

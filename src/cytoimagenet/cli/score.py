@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cytoimagenet.cli._errors import friendly
+from cytoimagenet.cli._errors import friendly, reading
 from cytoimagenet.errors import ConfigError
 
 
@@ -97,7 +97,8 @@ def score(
         group=group,
         seed=seed,
     )
-    result = run_score(job)
+    with reading(job.predictions, job.conformal_calibration):
+        result = run_score(job)
     for lvl, s in result["scores"].items():  # type: ignore[attr-defined]
         ci = s["ci95"]
         typer.echo(

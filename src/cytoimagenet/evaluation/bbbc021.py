@@ -26,6 +26,14 @@ import numpy as np
 import polars as pl
 
 from cytoimagenet.errors import ConfigError, SchemaError
+from cytoimagenet.evaluation.checks import (
+    check_classes,
+    check_k,
+    check_profiles,
+    group_candidates,
+    merge_checks,
+    overlap_candidates,
+)
 from cytoimagenet.evaluation.feature_table import FeatureTable, zscore
 from cytoimagenet.evaluation.knn import exclude_overlap, exclude_same, knn_predict
 from cytoimagenet.evaluation.normalize import Sphering, plate_dmso
@@ -241,22 +249,28 @@ def treatment_profiles(
 
 
 def _predict(
-    profiles: np.ndarray, treat: pl.DataFrame, proto: Bbbc021Protocol, by_batch: bool
-) -> tuple[np.ndarray, np.ndarray]:
+    profiles: np.ndarray, treat: pl.DataFrame, proto: Bbbc021Protocol, by_batch: bool, source: str
+) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
     compounds = treat[COMPOUND].to_list()
     rules = [exclude_same(compounds)]
     if by_batch:
-        rules.append(exclude_overlap([frozenset(b) for b in treat["batches"].to_list()]))
+        sets = [frozenset(b) for b in treat["batches"].to_list()]
+        rules.append(exclude_overlap(sets))
+        candidates = overlap_candidates(compounds, sets)
+    else:
+        candidates = group_candidates(compounds)
+    checks = check_k(proto.k, candidates, source, "treatment")
     pred = knn_predict(
         profiles, treat[MOA].to_list(), k=proto.k, metric=proto.metric, exclude=rules
     )
-    return pred.labels, pred.neighbors.indices[:, 0]
+    return pred.labels, pred.neighbors.indices[:, 0], checks
 
 
 def _score(
     treat: pl.DataFrame,
     labels: np.ndarray,
     nearest: np.ndarray,
+    checks: dict[str, object],
     proto: Bbbc021Protocol,
     source: str,
 ) -> dict[str, object]:
@@ -282,6 +296,7 @@ def _score(
             }
             for i in range(len(names))
         ],
+        "checks": checks,
     }
     t = [true[i] for i in np.flatnonzero(scored)]
     p = [str(labels[i]) for i in np.flatnonzero(scored)]
@@ -333,13 +348,26 @@ def evaluate_bbbc021(
     batches = _batches(meta, table.source) if "nscb" in proto.scores else ["?"] * meta.height
     rows = meta.with_columns(pl.Series("__batch", batches)).filter(pl.Series(evaluated))
     treat, profiles = treatment_profiles(rows, x[evaluated], proto.aggregate, table.source)
-    scores = {"nsc": _score(treat, *_predict(profiles, treat, proto, False), proto, table.source)}
+    source = table.source
+    check_classes(
+        treat[MOA].to_list(),
+        source,
+        "treatment",
+        "left after dropping DMSO and rows without an MoA",
+    )
+    profile_checks = check_profiles(profiles, proto.metric, source, "treatment")
+    labels, nearest, k_checks = _predict(profiles, treat, proto, False, source)
+    checks = merge_checks(profile_checks, k_checks)
+    scores = {"nsc": _score(treat, labels, nearest, checks, proto, source)}
     if "nscb" in proto.scores:
         per_moa = rows.group_by(MOA).agg(pl.col("__batch").n_unique().alias("n"))
         single = sorted(per_moa.filter(pl.col("n") == 1)[MOA].to_list())
         keep = ~treat[MOA].is_in(single).to_numpy()
         sub = treat.filter(pl.Series(keep))
-        nearest = _predict(profiles[keep], sub, proto, True)
-        scores["nscb"] = _score(sub, *nearest, proto, table.source)
+        stage = f"left for NSCB after dropping the one-batch MoA(s) {single}"
+        check_classes(sub[MOA].to_list(), source, "treatment", stage)
+        labels, nearest, k_checks = _predict(profiles[keep], sub, proto, True, source)
+        checks = merge_checks(profile_checks, k_checks)
+        scores["nscb"] = _score(sub, labels, nearest, checks, proto, source)
         scores["nscb"]["extra"]["excluded_moas"] = single  # type: ignore[index]
     return scores

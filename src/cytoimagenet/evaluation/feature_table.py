@@ -3,8 +3,9 @@
 Any table works — our ``extract`` output, CellProfiler/pycytominer profiles, another
 model's embeddings — as Parquet or CSV/TSV (optionally gzip-compressed). Rows may be
 images, sites, cells or wells. Metadata columns are read as text (plate ``0123`` stays
-``0123``); every other numeric column is a feature, and any other non-numeric column is
-ignored with a warning.
+``0123``); every other numeric column is a feature. Any other non-numeric column is refused
+by name (a numeric column with a stray word reads as text and would silently vanish), unless
+the caller asks for such columns to be dropped (``evaluate --ignore-non-numeric``).
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ def _read_delimited(path: Path) -> pl.DataFrame:
     )
 
 
-def read_feature_table(path: Path, *, require: Iterable[str] = ()) -> FeatureTable:
+def read_feature_table(
+    path: Path, *, require: Iterable[str] = (), ignore_non_numeric: bool = False
+) -> FeatureTable:
     """Read a Parquet or CSV/TSV (optionally ``.gz``) feature table.
 
     Parameters
@@ -110,6 +113,9 @@ def read_feature_table(path: Path, *, require: Iterable[str] = ()) -> FeatureTab
         The table.
     require : iterable of str
         Metadata columns that must be present and non-empty.
+    ignore_non_numeric : bool
+        Drop (with a warning) non-numeric columns that are not ``Metadata_*`` instead of
+        refusing the table.
 
     Raises
     ------
@@ -117,7 +123,8 @@ def read_feature_table(path: Path, *, require: Iterable[str] = ()) -> FeatureTab
         When the file is missing or of an unsupported type.
     SchemaError
         When the table cannot be read, has no rows, lacks a required column, has no
-        numeric feature column, or has empty/NaN/infinite feature values.
+        numeric feature column, has a non-numeric non-``Metadata_*`` column (unless
+        ``ignore_non_numeric``), or has empty/NaN/infinite feature values.
     """
     path = Path(path)
     if not path.is_file():
@@ -138,6 +145,13 @@ def read_feature_table(path: Path, *, require: Iterable[str] = ()) -> FeatureTab
         if c not in meta_cols and (t.is_numeric() or t == pl.Null)
     ]
     ignored = [c for c in frame.columns if c not in meta_cols and c not in feature_cols]
+    if ignored and not ignore_non_numeric:
+        more = f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
+        raise SchemaError(
+            f"{path}: non-numeric column(s) {ignored[:5]}{more} are neither features nor "
+            f"metadata; prefix metadata with '{META_PREFIX}', fix values that should be numbers, "
+            "or pass --ignore-non-numeric to drop them"
+        )
     if ignored:
         log.warning("%s: ignoring non-numeric, non-Metadata_ column(s) %s", path, ignored[:10])
     if not feature_cols:
@@ -150,10 +164,11 @@ def read_feature_table(path: Path, *, require: Iterable[str] = ()) -> FeatureTab
     bad = ~np.isfinite(features)
     if bad.any():
         cols = np.flatnonzero(bad.any(axis=0))
+        rows = int(bad.any(axis=1).sum())
         raise SchemaError(
-            f"{path}: {int(bad.sum())} empty/NaN/infinite feature values in {len(cols)} "
-            f"column(s), first {feature_cols[cols[0]]!r} (row {int(np.argmax(bad[:, cols[0]]))}); "
-            "drop or impute them first"
+            f"{path}: {int(bad.sum())} empty/NaN/infinite feature values in {rows} of "
+            f"{len(features)} row(s) and {len(cols)} column(s), first {feature_cols[cols[0]]!r} "
+            f"(row {int(np.argmax(bad[:, cols[0]]))}); drop or impute them first"
         )
     nested = [c for c in meta_cols if frame.schema[c].is_nested()]
     if nested:

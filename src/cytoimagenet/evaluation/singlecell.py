@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cytoimagenet.errors import ConfigError, SchemaError
+from cytoimagenet.evaluation.checks import check_classes, check_k, check_profiles, merge_checks
 from cytoimagenet.evaluation.feature_table import FeatureTable, zscore
 from cytoimagenet.evaluation.knn import knn_predict
 from cytoimagenet.evaluation.result import score_entry
@@ -115,17 +116,23 @@ def evaluate_coos7(table: FeatureTable, proto: SingleCellProtocol) -> dict[str, 
             f"{table.source}: COOS-7 needs {SPLIT} == '{TRAIN}' rows and at least one test "
             f"split; found {sorted(set(split.tolist()))}"
         )
+    check_classes(labels[train].tolist(), table.source, "cell", "of the 'train' split")
     x = table.features
     if proto.normalize == "zscore":
         x = zscore(x, x[train])
+    profile_checks = check_profiles(x[train], proto.metric, table.source, "training cell")
     scores: dict[str, dict[str, object]] = {}
     for name in tests:
         rows = split == name
+        candidates = np.full(int(rows.sum()), int(train.sum()))
+        checks = merge_checks(
+            profile_checks, check_k(proto.k, candidates, table.source, "test cell")
+        )
         pred = knn_predict(
             x[train], labels[train].tolist(), x[rows], k=proto.k, metric=proto.metric
         )
         unseen = sorted(set(labels[rows].tolist()) - set(labels[train].tolist()))
-        extra = {"train_cells": int(train.sum()), "unseen_classes": unseen}
+        extra = {"train_cells": int(train.sum()), "unseen_classes": unseen, "checks": checks}
         true = labels[rows].tolist()
         scores[name] = score_entry(true, [str(p) for p in pred.labels], extra=extra)
     return scores
@@ -150,11 +157,16 @@ def evaluate_cyclops(
             table.source,
             odd,
         )
-    if len(labels) <= proto.k:
+    if len(labels) <= proto.k + 1:
         raise SchemaError(
-            f"{table.source}: {len(labels)} cells; leave-one-out {proto.k}-NN "
-            f"needs more than {proto.k}"
+            f"{table.source}: {len(labels)} cells; leave-one-out {proto.k}-NN needs more than "
+            f"{proto.k + 1} (each cell has the other {len(labels) - 1} as candidate neighbours, "
+            "and k must be below that): lower --k"
         )
     x = zscore(table.features) if proto.normalize == "zscore" else table.features
+    checks = merge_checks(
+        check_profiles(x, proto.metric, table.source, "cell"),
+        check_k(proto.k, np.full(len(labels), len(labels) - 1), table.source, "cell"),
+    )
     pred = knn_predict(x, labels, k=proto.k, metric=proto.metric, exclude="self")
-    return {"loo": score_entry(labels, [str(p) for p in pred.labels])}
+    return {"loo": score_entry(labels, [str(p) for p in pred.labels], extra={"checks": checks})}

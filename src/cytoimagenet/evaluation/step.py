@@ -8,11 +8,12 @@ frozen description go into the result next to the numbers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from cytoimagenet.config import _Job
+from cytoimagenet.evaluation.checks import check_identical
 from cytoimagenet.evaluation.feature_table import TABLE_SUFFIXES, read_feature_table, table_suffix
 from cytoimagenet.evaluation.result import build_result, write_result
 from cytoimagenet.fields import JsonOut, existing_file
@@ -44,6 +45,8 @@ class EvaluateJob(_Job):
         Feature-set name shown in reports (default: the file name without suffixes).
     bootstrap, seed : int
         Bootstrap replicates and seed (BBBC021 standard protocol).
+    ignore_non_numeric : bool
+        Drop non-numeric columns that are not ``Metadata_*`` instead of refusing the table.
     """
 
     benchmark: Benchmark
@@ -59,6 +62,7 @@ class EvaluateJob(_Job):
     name: str | None = None
     bootstrap: int = Field(default=2000, ge=1, le=1_000_000)
     seed: int = 0
+    ignore_non_numeric: bool = False
 
     @field_validator("features")
     @classmethod
@@ -92,11 +96,23 @@ class EvaluateJob(_Job):
         return self.name or self.features.name[: -len(table_suffix(self.features))]
 
 
+def _warnings(scores: dict[str, dict[str, object]]) -> list[str]:
+    """Every distinct warning the checks recorded in the scores' ``extra``, in order."""
+    out: list[str] = []
+    for score in scores.values():
+        extra: dict[str, Any] = score.get("extra", {})  # type: ignore[assignment]
+        for text in extra.get("checks", {}).get("warnings", []):
+            if text not in out:
+                out.append(text)
+    return out
+
+
 def run_evaluate(job: EvaluateJob) -> dict[str, object]:
     """Run the job's benchmark on its feature table, write RESULT.json and return it."""
     from cytoimagenet.provenance import sha256_file
 
-    table = read_feature_table(job.features)
+    table = read_feature_table(job.features, ignore_non_numeric=job.ignore_non_numeric)
+    check_identical(table.features, str(job.features), "row")
     if job.benchmark == "bbbc021":
         from cytoimagenet.evaluation.bbbc021 import evaluate_bbbc021, resolve_protocol
 
@@ -128,6 +144,8 @@ def run_evaluate(job: EvaluateJob) -> dict[str, object]:
         primary = "test1" if "test1" in scores else next(iter(scores))
     block["rows"] = len(table)
     block["feature_columns"] = len(table.names)
+    x = table.features
+    constant = int((x.max(axis=0) == x.min(axis=0)).sum())
     result = build_result(
         benchmark=job.benchmark,
         feature_set=job.feature_set(),
@@ -137,6 +155,10 @@ def run_evaluate(job: EvaluateJob) -> dict[str, object]:
         scores=scores,
         primary=primary,
     )
+    result["checks"] = {
+        "constant_feature_columns": constant,
+        "warnings": _warnings(scores),
+    }
     result["config"] = job.resolved()
     write_result(job.out, result)
     return result

@@ -1,6 +1,7 @@
 """The ``extract`` step: an images table + a model spec → a features Parquet file.
 
-Model specs: ``random``, ``imagenet``, ``lite0-imagenet``, ``keras:PATH``, a checkpoint or
+Model specs: ``random``, ``imagenet``, ``lite0-imagenet``, ``cytoimagenet`` (the authors'
+published weights, fetched once and cached), ``keras:PATH``, a checkpoint or
 weights file, or ``fusion:A+B`` (features of A and B, each z-scored over the images, then
 concatenated — the paper's headline model).
 
@@ -26,6 +27,7 @@ from cytoimagenet.features.inputs import MODES
 from cytoimagenet.fields import Device, ParquetOut, existing_file
 from cytoimagenet.io.atomic import atomic_path
 from cytoimagenet.provenance import environment, write_provenance
+from cytoimagenet.training.published import is_published_table, resolve_folders
 
 FUSION_PREFIX = "fusion:"
 
@@ -73,37 +75,89 @@ class ExtractJob(_Job):
         return value
 
 
+def _read_table(path: Path) -> pl.DataFrame:
+    """Read an images table (CSV by suffix, else Parquet), naming ``path`` on any failure."""
+    from polars.exceptions import PanicException, PolarsError
+
+    is_csv = path.name.lower().endswith((".csv", ".csv.gz"))
+    try:
+        return pl.read_csv(path, infer_schema=False) if is_csv else pl.read_parquet(path)
+    except (PolarsError, PanicException, OSError, UnicodeDecodeError) as exc:
+        kind = "CSV" if is_csv else "Parquet"
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise ConfigError(
+            f"{path}: cannot be read as a {kind} images table, it is corrupt or not {kind} "
+            f"({reason}); give the table `cytoimagenet benchmark-images` or `build` wrote"
+        ) from exc
+
+
+def _string_column(frame: pl.DataFrame, name: str, path: Path) -> list[str]:
+    """Return a column of file names, refusing other types and missing values."""
+    column = frame[name]
+    if column.dtype != pl.String:
+        raise ConfigError(
+            f"{path}: column {name!r} holds {column.dtype}, expected text (file paths)"
+        )
+    if column.null_count():
+        row = column.is_null().arg_true()[0]
+        raise ConfigError(f"{path}: column {name!r} is empty in row {row}; every image needs it")
+    return column.to_list()
+
+
+def _channel_lists(frame: pl.DataFrame, path: Path) -> list[list[str]]:
+    """Return ``channel_paths`` as lists of names (a list column, or a ``|``-joined string)."""
+    column = frame["channel_paths"]
+    if column.dtype == pl.String:
+        return [v.split("|") for v in _string_column(frame, "channel_paths", path)]
+    if column.dtype != pl.List(pl.String):
+        raise ConfigError(
+            f"{path}: column 'channel_paths' holds {column.dtype}, expected a list of file "
+            "paths or '|'-joined paths"
+        )
+    if column.null_count():
+        row = column.is_null().arg_true()[0]
+        raise ConfigError(f"{path}: column 'channel_paths' is empty in row {row}")
+    return column.to_list()
+
+
 def read_images_table(path: Path, root: Path | None) -> tuple[pl.DataFrame, list[list[Path]]]:
     """Read an images table and resolve every row's channel files.
 
     A built dataset's metadata (it has ``sha256`` and ``dset``) points at its PNGs through
-    ``path``/``filename``; any other table uses ``channel_paths`` when it has them.
+    ``path``/``filename``, and so does the published ``metadata.csv`` (its ``path`` found
+    under ``root``: :func:`~cytoimagenet.training.published.resolve_folders`); any other
+    table uses ``channel_paths`` when it has them. The
+    table is checked before any model is loaded: readable, not empty, the columns present
+    and of text type, no missing file names.
 
     Raises
     ------
     ConfigError
-        When the table has neither ``channel_paths`` nor ``path``/``filename``, or a row has
-        no files.
+        When the table cannot be read, has no rows, has neither ``channel_paths`` nor
+        ``path``/``filename`` (of text type, without gaps), or a row has no files.
     """
-    frame = (
-        pl.read_csv(path, infer_schema=False) if path.suffix == ".csv" else pl.read_parquet(path)
-    )
+    frame = _read_table(path)
     base = root or path.parent
     built = {"sha256", "dset", "path", "filename"} <= set(frame.columns)
     if "channel_paths" in frame.columns and not built:
-        column = frame["channel_paths"]
-        lists = column.str.split("|") if column.dtype == pl.String else column
-        rel = lists.to_list()
+        rel = _channel_lists(frame, path)
     elif {"path", "filename"} <= set(frame.columns):
-        rel = [[f"{p}/{f}"] for p, f in frame.select("path", "filename").iter_rows()]
+        folders = _string_column(frame, "path", path)
+        if is_published_table(frame.columns):  # published metadata.csv: the authors' own paths
+            found = resolve_folders(folders, base, path)
+            folders = [found[f] for f in folders]
+        names = _string_column(frame, "filename", path)
+        rel = [[f"{p}/{f}"] for p, f in zip(folders, names, strict=True)]
     else:
         raise ConfigError(
             f"{path}: needs a 'channel_paths' column (list or '|'-joined) or 'path' and "
-            "'filename' columns, relative to --root"
+            f"'filename' columns, relative to --root; found {frame.columns[:8]}"
         )
-    empty = [i for i, r in enumerate(rel) if not r]
+    if frame.height == 0:
+        raise ConfigError(f"{path}: the images table has no rows; nothing to extract")
+    empty = [i for i, r in enumerate(rel) if not r or not all(r)]
     if empty:
-        raise ConfigError(f"{path}: row {empty[0]} lists no image files")
+        raise ConfigError(f"{path}: row {empty[0]} lists no image files (or an empty name)")
     return frame, [[base / f for f in r] for r in rel]
 
 

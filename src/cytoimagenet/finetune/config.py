@@ -56,7 +56,8 @@ class FinetuneJob(_Job):
     model : str
         Any timm architecture (``resnet50``, ``inception_v3``, ``inception_resnet_v2`` …).
     init : str
-        ``imagenet``, ``xavier``, ``random`` or a weights file.
+        ``imagenet``, ``xavier``, ``random``, ``cytoimagenet`` (the published weights;
+        ``model`` is then ``tf_efficientnet_b0``) or a weights file.
     epochs, batch_size, lr : optional
         Default: the paper's (:func:`paper_defaults`).
     momentum : float
@@ -113,6 +114,14 @@ class FinetuneJob(_Job):
         if not isinstance(values, dict):
             return values
         values = {k: v for k, v in values.items() if v is not None}
+        if values.get("init") == "cytoimagenet":
+            # The published weights are one architecture; another --model would be ignored.
+            from cytoimagenet.models.published import ARCH
+
+            if values.setdefault("model", ARCH) != ARCH:
+                raise ValueError(
+                    f"--init cytoimagenet is {ARCH}; leave --model out or pass --model {ARCH}"
+                )
         dataset, model = values.get("dataset"), values.get("model", "resnet50")
         if dataset in DEFAULT_AUGMENT and isinstance(model, str):
             for key, value in paper_defaults(dataset, model).items():

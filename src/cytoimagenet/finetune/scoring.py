@@ -76,6 +76,13 @@ def detect_classes(frame: pl.DataFrame, source: str = "predictions") -> list[str
     return classes
 
 
+def _rows(mask: np.ndarray, show: int = 5) -> str:
+    """``3 of 120 row(s) (rows 0, 7, 9)``: rows counted from 0 after the header."""
+    rows = np.flatnonzero(mask)
+    listed = ", ".join(str(r) for r in rows[:show]) + (", …" if len(rows) > show else "")
+    return f"{len(rows)} of {len(mask)} row(s) (rows {listed})"
+
+
 def validate_predictions(
     frame: pl.DataFrame, classes: Sequence[str], source: str = "predictions"
 ) -> pl.DataFrame:
@@ -85,7 +92,8 @@ def validate_predictions(
     ------
     SchemaError
         On a missing or non-numeric class column, an empty table, a missing true class, a
-        true class outside ``classes``, or a probability that is empty, NaN or outside [0, 1].
+        true class outside ``classes``, a probability that is empty, NaN or outside [0, 1],
+        or a row whose probabilities are all zero (each message names the rows).
     """
     classes = list(classes)
     if len(classes) < 2:
@@ -109,13 +117,21 @@ def validate_predictions(
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise SchemaError(
-            f"{source}: {int(bad.sum())} empty/NaN/infinite probabilities, first in row "
-            f"{row} column {classes[col]!r}"
+            f"{source}: {int(bad.sum())} empty/NaN/infinite probabilities in "
+            f"{_rows(bad.any(axis=1))}, first in row {row} column {classes[col]!r}"
         )
-    if values.min() < -1e-9 or values.max() > 1 + 1e-9:
+    outside = (values < -1e-9) | (values > 1 + 1e-9)
+    if outside.any():
         raise SchemaError(
             f"{source}: probabilities must lie in [0, 1], found [{values.min():.4g}, "
-            f"{values.max():.4g}]; if these are logits, apply a softmax first"
+            f"{values.max():.4g}] in {_rows(outside.any(axis=1))}; if these are logits, apply "
+            "a softmax first"
+        )
+    zero = ~(values > 0).any(axis=1)
+    if zero.any():
+        raise SchemaError(
+            f"{source}: all-zero probabilities in {_rows(zero)}; every class ties there and the "
+            "argmax would silently pick the first class: drop those rows or fix the model output"
         )
     unknown = sorted(set(frame[MOA].drop_nulls().to_list()) - set(classes))
     if frame[MOA].null_count() or unknown:

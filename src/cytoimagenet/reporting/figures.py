@@ -39,13 +39,16 @@ def class_grid(dataset: Path, out: Path, *, per_class: int = 6, seed: int = 0) -
     Parameters
     ----------
     dataset : Path
-        A folder written by ``cytoimagenet build`` (``metadata.parquet`` + PNGs).
+        A folder written by ``cytoimagenet build`` (``metadata.parquet`` + PNGs), or the
+        published dataset (``metadata.csv`` + label folders).
     out : Path
         PNG to write.
     """
     import cv2
 
-    table = pl.read_parquet(dataset / "metadata.parquet", columns=["label", "path", "filename"])
+    from cytoimagenet.training.published import read_dataset
+
+    table = read_dataset(dataset, ["label", "path", "filename"])
     labels = sorted(table["label"].unique())
     plt = _pyplot()
     fig, axes = plt.subplots(

@@ -15,7 +15,7 @@ DATASET_COLUMNS = ("label", "path", "filename", "dset")
 #: Split names of the ``dset`` column.
 SPLITS = ("train", "val")
 
-_NAMED_WEIGHTS = ("random", "imagenet", "lite0-imagenet")
+_NAMED_WEIGHTS = ("random", "imagenet", "lite0-imagenet", "cytoimagenet")
 
 
 class PretrainJob(_Job):
@@ -63,6 +63,10 @@ class PretrainJob(_Job):
     drop_rate, drop_path_rate : float
         Dropout before the classifier and stochastic depth (Keras EfficientNetB0 uses 0.2 and
         0.2); passed to timm.
+    verify : str
+        Check the image files before training: ``size`` (present, non-empty, PNGs complete),
+        ``full`` (also the sha256 the build recorded) or ``none``
+        (:mod:`cytoimagenet.training.verify`).
     """
 
     data: Path
@@ -84,17 +88,19 @@ class PretrainJob(_Job):
     deterministic: bool = False
     drop_rate: float = Field(default=0.2, ge=0, lt=1)
     drop_path_rate: float = Field(default=0.2, ge=0, lt=1)
+    verify: Literal["full", "size", "none"] = "size"
 
     @field_validator("data")
     @classmethod
     def _dataset(cls, value: Path) -> Path:
         import polars as pl
 
-        if not value.is_dir():
-            raise ValueError(f"{value}: no such directory (a dataset from `cytoimagenet build`)")
-        table = value / "metadata.parquet"
-        if not table.is_file():
-            raise ValueError(f"{value}: no metadata.parquet (run `cytoimagenet build` first)")
+        from cytoimagenet.training.published import check_published_columns, dataset_table_path
+
+        table = dataset_table_path(value)  # metadata.parquet, or the published metadata.csv
+        if table.suffix == ".csv":
+            check_published_columns(table, pl.read_csv(table, n_rows=0).columns)
+            return value
         try:
             names = set(pl.read_parquet_schema(table))
         except Exception as exc:  # polars raises several types for a foreign file
@@ -128,7 +134,9 @@ class PretrainJob(_Job):
                     f"unknown timm model {self.model!r}; see `timm.list_models()` "
                     "(e.g. efficientnet_b0, resnet50)"
                 )
-        table = pl.read_parquet(self.data / "metadata.parquet", columns=["dset", "label"])
+        from cytoimagenet.training.published import read_dataset
+
+        table = read_dataset(self.data, ["dset", "label"])  # published layout: split derived
         other = sorted(set(table["dset"].drop_nulls().unique()) - set(SPLITS))
         if other or table["dset"].null_count():
             raise ValueError(f"dset must be 'train' or 'val' in every row (found {other or None})")
@@ -149,7 +157,17 @@ class PretrainJob(_Job):
 
         Left out: where files are (``data``, ``out``; the data are compared by checksum),
         how fast it runs (``workers``, ``device``, ``deterministic``), how long it runs
-        (``epochs``: a run may be extended) and how often it validates.
+        (``epochs``: a run may be extended), how often it validates and how its input is
+        checked (``verify``).
         """
-        skip = {"data", "out", "workers", "device", "deterministic", "epochs", "val_every"}
+        skip = {
+            "data",
+            "out",
+            "workers",
+            "device",
+            "deterministic",
+            "epochs",
+            "val_every",
+            "verify",
+        }
         return self.model_dump(mode="json", exclude=skip)

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,9 +39,10 @@ from cytoimagenet.training.checkpoint import (
     CHECKPOINT_DIR,
     LAST,
     check_out,
+    find_resume_state,
     prepare_out,
-    read_resume_state,
     save_checkpoint,
+    sweep_temp,
 )
 from cytoimagenet.training.config import PretrainJob
 from cytoimagenet.training.data import (
@@ -53,18 +53,17 @@ from cytoimagenet.training.data import (
     make_loader,
     read_splits,
 )
+from cytoimagenet.training.epoch import EpochRunner, metric_row
 from cytoimagenet.training.metrics import (
     METRIC_COLUMNS,
     PER_CLASS_COLUMNS,
-    EpochSummary,
-    EpochTotals,
     append_rows,
-    classes_without_correct,
     per_class_rows,
 )
+from cytoimagenet.training.published import dataset_table_path
+from cytoimagenet.training.verify import all_gather, checksums_of, verify_dataset
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
 log = logging.getLogger(__name__)
@@ -129,120 +128,16 @@ def _build_model(job: PretrainJob, num_classes: int, state: dict[str, Any] | Non
         )
     except TypeError as exc:
         raise ConfigError(f"{job.model} does not take {sorted(kw)} ({exc})") from None
-    rebuilt.model.load_state_dict(state["state_dict"])
+    try:
+        rebuilt.model.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:  # a damaged file that still unpickles
+        first = str(exc).splitlines()[0]
+        raise ConfigError(
+            f"{job.out / CHECKPOINT_DIR}: the checkpoint's weights do not fit "
+            f"{state['model_name']} ({first}); delete the folder to start over"
+        ) from None
     mean, std = tuple(state["mean"]), tuple(state["std"])
     return Backbone(rebuilt.model, rebuilt.name, job.weights, rebuilt.in_chans, mean, std)
-
-
-@dataclass
-class _Run:
-    """Everything one epoch needs."""
-
-    job: PretrainJob
-    ctx: distributed.Context
-    backbone: Backbone
-    net: nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    amp: str
-    channels_last: bool
-    num_classes: int
-    progress: bool
-    global_step: int = 0
-
-    def inputs(self, images: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        x = images.to(self.ctx.device, non_blocking=True).float().div_(255.0)
-        x = self.backbone.preprocess(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def autocast(self) -> Any:
-        import torch
-
-        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
-        return torch.autocast(self.ctx.device.type, dtype=dtype, enabled=self.amp != "off")
-
-    def bar(self, total: int, desc: str) -> Any:
-        from tqdm import tqdm
-
-        show = self.progress and self.ctx.is_main
-        return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not show,
-                    file=sys.stderr, dynamic_ncols=True)  # fmt: skip
-
-    def train_epoch(self, loader: Any, epoch: int) -> EpochSummary:
-        import torch.nn.functional as F  # noqa: N812
-
-        self.net.train()
-        totals = EpochTotals(self.num_classes, self.ctx.device)
-        steps = len(loader) if self.job.max_steps is None else min(len(loader), self.job.max_steps)
-        with self.bar(steps, f"epoch {epoch}/{self.job.epochs}") as bar:
-            for step, (images, targets) in enumerate(loader):
-                if step >= steps:
-                    break
-                x = self.inputs(images)
-                y = targets.to(self.ctx.device, non_blocking=True)
-                with self.autocast():
-                    logits = self.net(x)
-                losses = F.cross_entropy(logits.float(), y, reduction="none")
-                loss = losses.mean()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                totals.update(losses.sum(), logits, y)
-                self.global_step += 1
-                bar.update()
-                if not bar.disable and step % 50 == 0:  # a host sync
-                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        totals.all_reduce()
-        if not math.isfinite(float(totals.loss)):
-            log.warning("epoch %d: the training loss is not finite", epoch)
-        return totals.summary()
-
-    def evaluate(self, loader: Any, epoch: int) -> EpochSummary:
-        import torch
-        import torch.nn.functional as F  # noqa: N812
-
-        model = self.backbone.model  # not the DDP wrapper: processes may have unequal shares
-        model.eval()
-        totals = EpochTotals(self.num_classes, self.ctx.device)
-        steps = len(loader) if self.job.max_steps is None else min(len(loader), self.job.max_steps)
-        with torch.inference_mode(), self.bar(steps, f"val {epoch}") as bar:
-            for step, (images, targets) in enumerate(loader):
-                if step >= steps:
-                    break
-                y = targets.to(self.ctx.device, non_blocking=True)
-                with self.autocast():
-                    logits = model(self.inputs(images))
-                losses = F.cross_entropy(logits.float(), y, reduction="none")
-                totals.update(losses.sum(), logits, y)
-                bar.update()
-        totals.all_reduce()
-        return totals.summary()
-
-
-def _metric_row(
-    epoch: int, train: EpochSummary, val: EpochSummary | None, lr: float, seconds: float, ips: float
-) -> dict[str, Any]:
-    nan = math.nan
-    return {
-        "epoch": epoch,
-        "train_loss": train.loss,
-        "train_top1": train.top1,
-        "train_top5": train.top5,
-        "val_loss": val.loss if val else nan,
-        "val_top1": val.top1 if val else nan,
-        "val_top5": val.top5 if val else nan,
-        "classes_without_correct": (
-            classes_without_correct(val.class_n, val.class_correct) if val else None
-        ),
-        "lr": lr,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(ips, 2),
-    }
 
 
 def run_pretrain(
@@ -301,7 +196,7 @@ def _pretrain(
             f"--batch-size {job.batch_size} does not split over {ctx.world_size} processes"
         )
     per_process = job.batch_size // ctx.world_size
-    metadata = job.data / "metadata.parquet"
+    metadata = dataset_table_path(job.data)  # built .parquet or published .csv
     fingerprint = {
         **job.fingerprint(),
         "amp": amp,
@@ -309,7 +204,9 @@ def _pretrain(
         "metadata_sha256": sha256_file(metadata),
     }
     folder = job.out / CHECKPOINT_DIR
-    state = read_resume_state(folder / LAST, fingerprint) if (folder / LAST).is_file() else None
+    if ctx.is_main:
+        sweep_temp(job.out)  # a killed run's half-written checkpoint is as big as a whole one
+    state = find_resume_state(folder, fingerprint)  # falls back past an unreadable last.pt
     splits: Splits = read_splits(job.data)
     labels = splits.labels
     start = int(state["epoch"]) if state else 0
@@ -335,6 +232,16 @@ def _pretrain(
         )
         return result
     check_out(job.out, resuming=state is not None)
+    paths = [p.decode() for p in (*splits.train_paths, *splits.val_paths)]
+    verify_dataset(
+        splits.root,
+        paths,
+        checksums_of(metadata, paths) if job.verify == "full" else None,
+        job.verify,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        gather=all_gather if ctx.distributed else None,
+    )
     backbone = _build_model(job, len(labels), state)
     model = backbone.model.to(device)
     if channels_last:
@@ -349,7 +256,7 @@ def _pretrain(
     if ctx.distributed:
         ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
-    run = _Run(
+    run = EpochRunner(
         job, ctx, backbone, net, optimizer, scaler, amp, channels_last, len(labels), progress
     )
     run.global_step = int(state["global_step"]) if state else 0
@@ -399,7 +306,7 @@ def _pretrain(
         validate = len(val_set) > 0 and (epoch % job.val_every == 0 or epoch == job.epochs)
         val = run.evaluate(val_loader, epoch) if validate else None
         seconds = time.perf_counter() - began
-        row = _metric_row(
+        row = metric_row(
             epoch,
             train,
             val,
