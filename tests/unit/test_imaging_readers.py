@@ -308,7 +308,17 @@ def test_bmp_and_dib_exact(tmp_path: Path, name: str) -> None:
 
 
 def test_every_documented_suffix_has_a_reader() -> None:
-    assert set(READERS) == {".tif", ".tiff", ".flex", ".png", ".jpg", ".jpeg", ".bmp", ".dib"}
+    assert set(READERS) == {
+        ".tif",
+        ".tiff",
+        ".flex",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".bmp",
+        ".dib",
+        ".dv",
+    }
 
 
 # --- errors -------------------------------------------------------------------------------

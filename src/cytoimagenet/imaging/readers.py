@@ -142,6 +142,13 @@ def _read_cv2(path: Path) -> list[Plane]:
     return _grey(array)
 
 
+def _read_dv(path: Path) -> list[Plane]:
+    # imported on use: imaging/dv.py imports this module (ImageReadError), and needs `mrc`
+    from cytoimagenet.imaging.dv import read_dv
+
+    return read_dv(path)
+
+
 #: File suffix → reader. Suffixes are matched lower-case.
 READERS: Final[dict[str, Callable[[Path], list[Plane]]]] = {
     ".tif": _read_tiff,
@@ -152,16 +159,32 @@ READERS: Final[dict[str, Callable[[Path], list[Plane]]]] = {
     ".jpeg": _read_cv2,
     ".bmp": _read_cv2,
     ".dib": _read_cv2,
+    ".dv": _read_dv,  # DeltaVision (idr0021, idr0067): imaging/dv.py
 }
 
 
-def read_planes(path: Path) -> list[Plane]:
+def _check_size(path: Path, shape: tuple[int, int], max_pixels: int | None) -> None:
+    """Refuse a plane over ``max_pixels`` (``too-large``): it would cost gigabytes to decode."""
+    if max_pixels is not None and shape[0] * shape[1] > max_pixels:
+        raise ImageReadError(
+            path,
+            "too-large",
+            f"{shape[0]} x {shape[1]} = {shape[0] * shape[1]:,} pixels per plane, over "
+            f"--max-pixels {max_pixels:,}",
+        )
+
+
+def read_planes(path: Path, max_pixels: int | None = None) -> list[Plane]:
     """Read one image file into grey 2-D planes at full bit depth.
 
     Parameters
     ----------
     path : Path
         Image file; the format comes from its suffix (see :data:`READERS`).
+    max_pixels : int, optional
+        Largest plane (height x width) to accept. Checked from the file's header before any
+        pixel is decoded (see :mod:`cytoimagenet.imaging.headers`), and again after decoding
+        for formats whose header is not parsed.
 
     Returns
     -------
@@ -171,7 +194,7 @@ def read_planes(path: Path) -> list[Plane]:
     Raises
     ------
     ImageReadError
-        With reason ``missing``, ``unsupported`` or ``unreadable``.
+        With reason ``missing``, ``unsupported``, ``unreadable`` or ``too-large``.
     """
     path = Path(path)
     reader = READERS.get(path.suffix.lower())
@@ -179,6 +202,12 @@ def read_planes(path: Path) -> list[Plane]:
         raise ImageReadError(path, "unsupported", f"no reader for {path.suffix!r} files")
     if not path.is_file():
         raise ImageReadError(path, "missing", "no such file")
+    if max_pixels is not None:
+        from cytoimagenet.imaging.headers import header_shape
+
+        shape = header_shape(path)
+        if shape is not None:
+            _check_size(path, shape, max_pixels)
     try:
         planes = reader(path)
     except ImageReadError:
@@ -187,11 +216,15 @@ def read_planes(path: Path) -> list[Plane]:
         raise ImageReadError(path, "unreadable", f"{type(exc).__name__}: {exc}") from None
     if not planes or any(p.ndim != 2 or 0 in p.shape for p in planes):
         raise ImageReadError(path, "unreadable", "no 2-D image data")
+    for plane in planes:
+        _check_size(path, plane.shape, max_pixels)
     return planes
 
 
-def read_field(paths: Sequence[Path]) -> list[Plane]:
+def read_field(paths: Sequence[Path], max_pixels: int | None = None) -> list[Plane]:
     """Read every channel file of one field of view into a flat list of planes.
+
+    ``max_pixels`` bounds each plane (see :func:`read_planes`).
 
     Raises
     ------
@@ -200,7 +233,7 @@ def read_field(paths: Sequence[Path]) -> list[Plane]:
     """
     if not paths:
         raise ImageReadError(Path(), "missing", "the row lists no channel files")
-    planes = [plane for path in paths for plane in read_planes(path)]
+    planes = [plane for path in paths for plane in read_planes(path, max_pixels)]
     shapes = {p.shape for p in planes}
     if len(shapes) > 1:
         raise ImageReadError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import PurePosixPath
 from typing import Literal
@@ -181,6 +182,11 @@ class SourceInfo(BaseModel):
         return out
 
 
+#: Catalog files of finished datasets: downloadable like a source, but no adapter reads
+#: them into metadata (the published CytoImageNet, read as it is by pretrain and extract).
+DATASET_FILES = ("published.toml",)
+
+
 @functools.cache
 def load_catalog() -> Registry[SourceInfo]:
     """Load and validate every catalog file shipped with the package.
@@ -188,17 +194,27 @@ def load_catalog() -> Registry[SourceInfo]:
     Returns
     -------
     Registry[SourceInfo]
-        All sources by shorthand.
+        All sources by shorthand (not the finished datasets: :func:`load_datasets`).
 
     Raises
     ------
     ConfigError
         If an entry is malformed; the message names the file and the entry.
     """
-    registry: Registry[SourceInfo] = Registry("source")
+    return _load("source", lambda name: name not in DATASET_FILES)
+
+
+@functools.cache
+def load_datasets() -> Registry[SourceInfo]:
+    """Load the finished datasets of :data:`DATASET_FILES` (``cytoimagenet``)."""
+    return _load("dataset", lambda name: name in DATASET_FILES)
+
+
+def _load(kind: str, wanted: Callable[[str], bool]) -> Registry[SourceInfo]:
+    registry: Registry[SourceInfo] = Registry(kind)
     folder = resources.files("cytoimagenet.sources") / "catalog"
     for item in sorted(folder.iterdir(), key=lambda p: p.name):
-        if not item.name.endswith(".toml"):
+        if not item.name.endswith(".toml") or not wanted(item.name):
             continue
         data = tomllib.loads(item.read_text(encoding="utf-8"))
         for name, entry in data.items():
@@ -211,8 +227,9 @@ def load_catalog() -> Registry[SourceInfo]:
 
 
 def get_source(name: str) -> SourceInfo:
-    """Return the catalog entry called ``name`` (case-insensitive)."""
-    return load_catalog().get(name)
+    """Return the catalog entry called ``name`` (case-insensitive), a finished dataset too."""
+    datasets = load_datasets()
+    return datasets.get(name) if name in datasets else load_catalog().get(name)
 
 
 def all_sources(*, include_generated: bool = False) -> list[SourceInfo]:

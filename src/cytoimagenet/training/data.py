@@ -58,12 +58,16 @@ class Splits:
 
 
 def read_splits(data: Path) -> Splits:
-    """Read ``data/metadata.parquet`` into :class:`Splits` (rows in the table's order)."""
+    """Read a dataset's metadata into :class:`Splits` (rows in the table's order).
+
+    ``data`` is a built dataset (``metadata.parquet``) or the published layout
+    (``metadata.csv``, split derived: :mod:`cytoimagenet.training.published`).
+    """
     import polars as pl
 
-    table = pl.read_parquet(
-        data / "metadata.parquet", columns=["label", "path", "filename", "dset"]
-    )
+    from cytoimagenet.training.published import read_dataset
+
+    table = read_dataset(data, ["label", "path", "filename", "dset"])
     train = table.filter(pl.col("dset") == "train")
     labels = sorted(train["label"].unique().to_list())
     index = {label: i for i, label in enumerate(labels)}
