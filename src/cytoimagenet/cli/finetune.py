@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cytoimagenet.cli._errors import friendly
+from cytoimagenet.cli._errors import friendly, reading
 
 
 def register(app: typer.Typer) -> None:
@@ -22,9 +22,19 @@ def finetune(
     ],
     root: Annotated[Path, typer.Option(help="Raw data folder (plate folders + metadata CSVs).")],
     out: Annotated[Path, typer.Option(help="Run folder (run again to resume).")],
-    model: Annotated[str, typer.Option(help="timm architecture.")] = "resnet50",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="timm architecture [default: resnet50; tf_efficientnet_b0 for "
+            "--init cytoimagenet]."
+        ),
+    ] = None,
     init: Annotated[
-        str, typer.Option(help="Initial weights: imagenet, xavier, random or a weights file.")
+        str,
+        typer.Option(
+            help="Initial weights: imagenet, xavier, random, cytoimagenet (the published "
+            "weights) or a weights file."
+        ),
     ] = "imagenet",
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the paper's).")] = None,
     batch_size: Annotated[
@@ -99,7 +109,9 @@ def finetune(
             f"accuracy {row['train_accuracy']:.3f} ({row['images_per_s']:.0f} img/s)"
         )
 
-    result = run_finetune(job, progress=progress, on_fold=fold_done, on_epoch=epoch_done)
+    # Tables read: the root's metadata, the prepared crops and finished folds under OUT.
+    with reading(job.root, job.out):
+        result = run_finetune(job, progress=progress, on_fold=fold_done, on_epoch=epoch_done)
     record = result.result
     if record is None:
         typer.echo("no fold finished; nothing to score")

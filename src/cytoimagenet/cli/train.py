@@ -8,12 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from cytoimagenet.cli._errors import friendly
+from cytoimagenet.cli._errors import friendly, reading
 
 
 def register(app: typer.Typer) -> None:
     """Add the training commands to ``app``."""
     app.command("pretrain")(pretrain)
+    app.command("export")(export)
 
 
 def _fmt(value: Any) -> str:
@@ -41,7 +42,12 @@ def pretrain(
     model: Annotated[str, typer.Option(help="timm architecture.")] = "efficientnet_b0",
     weights: Annotated[
         str,
-        typer.Option(help="Initial weights: random, imagenet, lite0-imagenet, keras:PATH, PATH."),
+        typer.Option(
+            "--weights",
+            "--init",
+            help="Initial weights: random, imagenet, lite0-imagenet, cytoimagenet (the "
+            "published weights), keras:PATH, PATH.",
+        ),
     ] = "random",
     epochs: Annotated[int, typer.Option(help="Total epochs (paper: 24).")] = 24,
     batch_size: Annotated[int, typer.Option(help="Global batch size (paper: 64).")] = 64,
@@ -69,6 +75,12 @@ def pretrain(
     ] = False,
     drop_rate: Annotated[float, typer.Option(help="Dropout before the classifier.")] = 0.2,
     drop_path_rate: Annotated[float, typer.Option(help="Stochastic depth rate.")] = 0.2,
+    verify: Annotated[
+        str,
+        typer.Option(
+            help="Check the images first: size (present, complete PNGs), full (+ sha256), none."
+        ),
+    ] = "size",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Pretrain a classifier on a built dataset (Adam, cross-entropy, random rotations).
@@ -81,28 +93,30 @@ def pretrain(
     from cytoimagenet.parallel import default_workers
     from cytoimagenet.training.config import PretrainJob
 
-    job = validate_job(
-        PretrainJob,
-        data=data,
-        out=out,
-        model=model,
-        weights=weights,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        size=size,
-        seed=seed,
-        workers=min(8, default_workers()) if workers is None else workers,
-        in_chans=in_chans,
-        amp=amp,
-        channels_last=channels_last,
-        device=device,
-        max_steps=max_steps,
-        val_every=val_every,
-        deterministic=deterministic,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+    with reading(data / "metadata.parquet"):
+        job = validate_job(
+            PretrainJob,
+            data=data,
+            out=out,
+            model=model,
+            weights=weights,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            size=size,
+            seed=seed,
+            workers=min(8, default_workers()) if workers is None else workers,
+            in_chans=in_chans,
+            amp=amp,
+            channels_last=channels_last,
+            device=device,
+            max_steps=max_steps,
+            val_every=val_every,
+            deterministic=deterministic,
+            drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
+            verify=verify,
+        )
     from cytoimagenet.training.distributed import env_ranks
     from cytoimagenet.training.loop import run_pretrain
 
@@ -111,7 +125,8 @@ def pretrain(
     def echo(row: dict[str, Any]) -> None:
         typer.echo(format_row(row, job.epochs))
 
-    result = run_pretrain(job, progress=progress, on_epoch=echo)
+    with reading(job.data / "metadata.parquet"):
+        result = run_pretrain(job, progress=progress, on_epoch=echo)
     if not main:
         return
     settings = result.settings
@@ -125,3 +140,25 @@ def pretrain(
         + (f", resumed after epoch {result.start_epoch}" if result.start_epoch else "")
     )
     typer.echo(f"checkpoint: {result.checkpoint}\nmetrics:    {job.out / 'metrics.csv'}")
+
+
+@friendly
+def export(
+    weights: Annotated[
+        str,
+        typer.Argument(help="A `pretrain` checkpoint, cytoimagenet (published), keras:PATH.h5."),
+    ],
+    out: Annotated[Path, typer.Option(help="New folder for config.json + model.safetensors.")],
+    in_chans: Annotated[
+        int, typer.Option(help="Input channels for cytoimagenet/keras: (checkpoints keep theirs).")
+    ] = 1,
+) -> None:
+    """Export weights as a folder timm loads: timm.create_model('local-dir:OUT', pretrained=True).
+
+    A checkpoint keeps its classifier and class names; pass num_classes=0 to timm for pooled
+    features.
+    """
+    from cytoimagenet.models.export import export_weights
+
+    folder = export_weights(weights, out, in_chans=in_chans)
+    typer.echo(f"wrote {folder} (timm: create_model('local-dir:{folder}', pretrained=True))")

