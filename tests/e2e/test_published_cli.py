@@ -71,6 +71,20 @@ def test_extract_with_the_published_weights(served: Mirror, tmp_path: Path) -> N
     assert len(served.hits) == 1  # cached and converted once
 
 
+def test_native_size_pads_as_keras_unless_told_otherwise(served: Mirror, tmp_path: Path) -> None:
+    table = _table(tmp_path)  # 40 x 48 images: not multiples of 32
+    base = ["extract", "--model", "cytoimagenet", "--images", str(table), "--size", "native"]
+    base += ["--no-progress"]
+    features = {}
+    for flag in ("", "--keras-padding", "--tf-padding"):
+        out = tmp_path / f"f{flag}.parquet"
+        result = runner.invoke(app, [*base, *([flag] if flag else []), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        features[flag] = pl.read_parquet(out).select(pl.selectors.starts_with("feature_"))
+    assert features[""].equals(features["--keras-padding"])
+    assert not features[""].equals(features["--tf-padding"])
+
+
 def test_export_published_weights_load_in_timm(served: Mirror, tmp_path: Path) -> None:
     out = tmp_path / "cyto-b0"
     result = runner.invoke(app, ["export", "cytoimagenet", "--out", str(out)])

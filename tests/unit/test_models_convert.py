@@ -246,7 +246,7 @@ def test_keras_input_norm_identity_and_imagenet(b0, keras2_file, tmp_path):
         assert got is not None
         np.testing.assert_allclose(got[0], mean, rtol=1e-6)
         np.testing.assert_allclose(got[1], [0.229, 0.224, 0.225], rtol=1e-6)
-        with pytest.warns(UserWarning, match="not exact"):
+        with pytest.raises(WeightsConversionError, match="different mean per channel"):
             keras_efficientnetb0_to_timm(path, in_chans=1)
 
 

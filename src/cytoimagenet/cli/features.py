@@ -39,6 +39,15 @@ def extract(
     workers: Annotated[int, typer.Option(help="Threads preparing images ahead.")] = 2,
     device: Annotated[str, typer.Option(help="torch device (cpu, cuda, cuda:1 …).")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed of random weights.")] = 0,
+    keras_padding: Annotated[
+        bool | None,
+        typer.Option(
+            "--keras-padding/--tf-padding",
+            help="Pad stride-2 convolutions as Keras (any input size) or as TF-SAME; "
+            "default: Keras for keras:/cytoimagenet weights, TF-SAME otherwise.",
+            show_default=False,
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Extract penultimate-layer features of every image in a table."""
@@ -59,6 +68,7 @@ def extract(
         workers=workers,
         device=device,
         seed=seed,
+        keras_padding=keras_padding,
     )
     with reading(job.images):
         meta = run_extract(job, progress=progress)

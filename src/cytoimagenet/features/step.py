@@ -48,6 +48,9 @@ class ExtractJob(_Job):
         timm architecture for ``random`` and ``imagenet``.
     size : int or None
         Resize inputs to this side; ``None`` is ``--size native``.
+    keras_padding : bool or None
+        Keras's stride-2 padding (exact for Keras weights at any native size) or timm's
+        TF-SAME; None follows the weights (Keras's for ``keras:`` and ``cytoimagenet``).
     """
 
     model: str
@@ -62,6 +65,7 @@ class ExtractJob(_Job):
     workers: int = Field(default=2, ge=1)
     device: Device = "cpu"
     seed: int = 0
+    keras_padding: bool | None = None
 
     @field_validator("model")
     @classmethod
@@ -179,7 +183,13 @@ def _features_for(
 ) -> np.ndarray:
     from cytoimagenet.models.factory import create_backbone
 
-    backbone = create_backbone(job.arch, weights=spec, in_chans=job.in_chans, seed=job.seed)
+    backbone = create_backbone(
+        job.arch,
+        weights=spec,
+        in_chans=job.in_chans,
+        seed=job.seed,
+        keras_padding=job.keras_padding,
+    )
     return extract_features(
         backbone,
         files,

@@ -33,7 +33,12 @@ from cytoimagenet.finetune.model import IN_CHANS, build_classifier
 from cytoimagenet.finetune.prepare import Prepared
 from cytoimagenet.hashing import stable_hash
 from cytoimagenet.io.atomic import atomic_path
-from cytoimagenet.models.factory import Backbone, checkpoint_payload, create_backbone
+from cytoimagenet.models.factory import (
+    KERAS_PADDING,
+    Backbone,
+    checkpoint_payload,
+    create_backbone,
+)
 from cytoimagenet.training.checkpoint import read_resume_state
 from cytoimagenet.training.data import EpochSampler, make_loader
 from cytoimagenet.training.metrics import append_rows, keep_epochs
@@ -133,10 +138,11 @@ def _dataset(prepared: Prepared, rows: np.ndarray, targets: np.ndarray, **kw: An
 def _rebuild(state: dict[str, Any], num_classes: int, seed: int) -> Backbone:
     """Rebuild a checkpoint's model without its original initialisation (no hub, no file)."""
     base = create_backbone(state["model_name"], weights="random", in_chans=IN_CHANS,
-                           num_classes=num_classes, seed=seed)  # fmt: skip
+                           num_classes=num_classes, seed=seed,
+                           keras_padding=state.get("padding") == KERAS_PADDING)  # fmt: skip
     base.model.load_state_dict(state["state_dict"])
     return Backbone(base.model, base.name, "checkpoint", IN_CHANS, tuple(state["mean"]),
-                    tuple(state["std"]))  # fmt: skip
+                    tuple(state["std"]), base.extra)  # fmt: skip
 
 
 def _inputs(x: torch.Tensor, backbone: Backbone, s: Settings) -> torch.Tensor:

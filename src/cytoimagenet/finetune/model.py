@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.models.factory import (
     CHECKPOINT_FORMAT,
+    KERAS_PADDING,
     Backbone,
     adapt_state_dict,
     create_backbone,
@@ -110,7 +111,8 @@ def _from_file(path: Path, model: str, num_classes: int, seed: int) -> Backbone:
     meta = data if data.get("format") == CHECKPOINT_FORMAT else {}
     arch = meta.get("model_name", model)
     base = create_backbone(arch, weights="random", in_chans=IN_CHANS,
-                           num_classes=num_classes, seed=seed)  # fmt: skip
+                           num_classes=num_classes, seed=seed,
+                           keras_padding=meta.get("padding") == KERAS_PADDING)  # fmt: skip
     state = _grey_to_rgb(dict(data["state_dict"]), base.model)
     state = adapt_state_dict(state, base.model, drop_classifier=True)
     missing, unexpected = base.model.load_state_dict(state, strict=False)
@@ -128,7 +130,7 @@ def _from_file(path: Path, model: str, num_classes: int, seed: int) -> Backbone:
         mean, std = (
             (tuple(m * IN_CHANS), tuple(s * IN_CHANS)) if len(m) == 1 else (tuple(m), tuple(s))
         )
-    return Backbone(base.model, arch, str(path), IN_CHANS, mean, std)
+    return Backbone(base.model, arch, str(path), IN_CHANS, mean, std, base.extra)
 
 
 def build_classifier(model: str, init: str, num_classes: int, seed: int) -> Backbone:

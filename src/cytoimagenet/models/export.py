@@ -117,6 +117,18 @@ def write_timm_folder(
     return out
 
 
+def _padding_note(backbone: Backbone) -> dict[str, str]:
+    """Say when the model pads as Keras: timm's folder cannot, and rebuilds it TF-SAME."""
+    if backbone.extra.get("padding") != "keras":
+        return {}
+    return {
+        "padding": "keras",
+        "padding_note": "trained/converted with Keras's stride-2 padding; timm rebuilds it "
+        "TF-SAME, identical when both input sides are multiples of 32. For other sizes call "
+        "cytoimagenet.models.keras_padding.use_keras_padding(model)",
+    }
+
+
 def export_backbone(backbone: Backbone, out: Path, *, input_size: int = 224, **extra: Any) -> Path:
     """Export a built :class:`~cytoimagenet.models.factory.Backbone` (head included, if any)."""
     model = backbone.model
@@ -130,7 +142,7 @@ def export_backbone(backbone: Backbone, out: Path, *, input_size: int = 224, **e
         std=backbone.std,
         input_size=input_size,
         label_names=list(labels) if labels else None,
-        extra={"weights": backbone.weights, **extra},
+        extra={"weights": backbone.weights, **_padding_note(backbone), **extra},
     )
     return write_timm_folder(out, model.state_dict(), config)
 

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL: Final = "efficientnet_b0"
 CHECKPOINT_FORMAT: Final = "cytoimagenet-checkpoint/1"
+#: Checkpoint ``padding`` value of models with Keras's dynamic-shape stride-2 padding.
+KERAS_PADDING: Final = "keras"
 IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
 IMAGENET_STD: Final = (0.229, 0.224, 0.225)
 
@@ -190,15 +192,16 @@ def _lite0(name: str, in_chans: int, num_classes: int, seed: int, **kw: Any) -> 
 
 
 def _keras(path: Path, in_chans: int, num_classes: int, seed: int, **kw: Any) -> Backbone:
-    from cytoimagenet.models import convert
+    from cytoimagenet.models.convert.keras import keras_efficientnetb0
 
-    state = convert.keras_efficientnetb0_to_timm(path, in_chans=in_chans)
-    arch = "tf_efficientnet_b0"
-    model = _seeded(seed, lambda: _timm(arch, in_chans=in_chans, num_classes=num_classes, **kw))
-    _load(model, state, str(path), num_classes)
-    norm = convert.keras_input_norm(path)
-    mean, std = norm if norm else ((0.0,) * in_chans, (1.0,) * in_chans)
-    return Backbone(model, arch, f"keras:{path}", in_chans, tuple(mean), tuple(std))
+    if in_chans not in (1, 3):
+        raise ConfigError(f"keras:{path}: EfficientNetB0 takes 1 or 3 channels, not {in_chans}")
+    # A per-channel input normalisation keeps 3 channels (grey is replicated), whatever was asked.
+    converted = keras_efficientnetb0(path, in_chans=in_chans)
+    arch, chans = "tf_efficientnet_b0", converted.in_chans
+    model = _seeded(seed, lambda: _timm(arch, in_chans=chans, num_classes=num_classes, **kw))
+    _load(model, converted.state, str(path), num_classes)
+    return Backbone(model, arch, f"keras:{path}", chans, converted.mean, converted.std)
 
 
 def read_weights_file(path: Path) -> dict[str, Any]:
@@ -237,6 +240,8 @@ def _file(path: Path, name: str, in_chans: int, num_classes: int, seed: int, **k
         cfg = getattr(model, "pretrained_cfg", {})
         mean, std = _grey_norm(cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD), chans)
     extra = {"labels": meta.get("labels")} if meta.get("labels") else {}
+    if meta.get("padding") == KERAS_PADDING:
+        extra["padding"] = KERAS_PADDING
     return Backbone(model, arch, str(path), chans, mean, std, extra)
 
 
@@ -255,6 +260,10 @@ WEIGHT_SOURCES: Final = {
 }
 
 
+def _keras_by_default(weights: str) -> bool:
+    return weights == "cytoimagenet" or weights.startswith("keras:")
+
+
 def create_backbone(
     name: str = DEFAULT_MODEL,
     *,
@@ -262,6 +271,7 @@ def create_backbone(
     in_chans: int = 1,
     num_classes: int = 0,
     seed: int = 0,
+    keras_padding: bool | None = None,
     **timm_kwargs: Any,
 ) -> Backbone:
     """Build a timm backbone with weights from ``weights`` (see the module docstring).
@@ -277,6 +287,10 @@ def create_backbone(
         0 gives pooled features; otherwise a fresh (seeded) classifier head.
     seed : int
         Seed of every randomly initialised weight.
+    keras_padding : bool or None
+        Pad stride-2 convolutions as a Keras model built for any input size does
+        (:mod:`cytoimagenet.models.keras_padding`). None follows the weights: on for
+        ``keras:`` and ``cytoimagenet``, and for checkpoints trained that way; off otherwise.
 
     Raises
     ------
@@ -287,10 +301,39 @@ def create_backbone(
         raise ConfigError(f"in_chans must be at least 1, got {in_chans}")
     text = str(weights)
     if text in WEIGHT_SOURCES:
-        return WEIGHT_SOURCES[text](name, in_chans, num_classes, seed, **timm_kwargs)
-    if text.startswith("keras:"):
-        return _keras(Path(text.removeprefix("keras:")), in_chans, num_classes, seed, **timm_kwargs)
-    return _file(Path(text), name, in_chans, num_classes, seed, **timm_kwargs)
+        backbone = WEIGHT_SOURCES[text](name, in_chans, num_classes, seed, **timm_kwargs)
+    elif text.startswith("keras:"):
+        path = Path(text.removeprefix("keras:"))
+        backbone = _keras(path, in_chans, num_classes, seed, **timm_kwargs)
+    else:
+        backbone = _file(Path(text), name, in_chans, num_classes, seed, **timm_kwargs)
+    if keras_padding is None:
+        keras_padding = _keras_by_default(text) or backbone.extra.get("padding") == KERAS_PADDING
+    set_padding(backbone, keras=keras_padding)
+    return backbone
+
+
+def set_padding(backbone: Backbone, *, keras: bool) -> None:
+    """Give ``backbone`` Keras's stride-2 padding (``keras``) or leave timm's, in place.
+
+    Raises
+    ------
+    ConfigError
+        If Keras padding is asked of a model whose strided convolutions it does not cover,
+        or timm padding of a model that already has Keras's.
+    """
+    from cytoimagenet.models.keras_padding import use_keras_padding, uses_keras_padding
+
+    if keras:
+        try:
+            use_keras_padding(backbone.model)
+        except ValueError as exc:
+            raise ConfigError(f"{backbone.name}: no Keras padding for this model ({exc})") from None
+        backbone.extra["padding"] = KERAS_PADDING
+    elif uses_keras_padding(backbone.model):
+        raise ConfigError(f"{backbone.name}: already has Keras padding; rebuild it without")
+    else:
+        backbone.extra.pop("padding", None)
 
 
 def checkpoint_payload(backbone: Backbone, **extra: Any) -> dict[str, Any]:
@@ -306,5 +349,7 @@ def checkpoint_payload(backbone: Backbone, **extra: Any) -> dict[str, Any]:
         "mean": list(backbone.mean),
         "std": list(backbone.std),
         "state_dict": backbone.model.state_dict(),
+        # Keras padding is not in the state dict: a resumed or reloaded model needs to know.
+        **({"padding": KERAS_PADDING} if backbone.extra.get("padding") == KERAS_PADDING else {}),
         **extra,
     }

@@ -191,9 +191,10 @@ def _convert(h5: Path) -> None:
             extra={
                 "source": f"{REPOSITORY}@{version.commit if version else '?'}/{FILE}",
                 "git_blob": blob,
-                "padding": "Keras pads stride-2 convolutions as for even sides; timm's "
+                "padding": "keras",
+                "padding_note": "Keras pads stride-2 convolutions as for even sides; timm's "
                 "tf_efficientnet_b0 pads TF-SAME (identical when both sides are multiples "
-                "of 32)",
+                "of 32); cytoimagenet applies Keras's",
             },
         )
         write_timm_folder(_folder(grey), converted.state, config, replace=True)
@@ -217,7 +218,7 @@ def load_config(folder: Path) -> dict[str, Any]:
 
 
 def published_backbone(in_chans: int, num_classes: int, seed: int, **kw: Any) -> Backbone:
-    """Build ``tf_efficientnet_b0`` with the published weights and Keras's padding.
+    """Build ``tf_efficientnet_b0`` with the published weights (``create_backbone`` pads it).
 
     ``in_chans`` 1 gives the grey model (the stem folded exactly); 3 replicates grey to RGB.
     """
@@ -226,7 +227,6 @@ def published_backbone(in_chans: int, num_classes: int, seed: int, **kw: Any) ->
     from cytoimagenet.errors import ConfigError
     from cytoimagenet.models.export import WEIGHTS_NAME
     from cytoimagenet.models.factory import Backbone, _load, _seeded, _timm
-    from cytoimagenet.models.keras_padding import use_keras_padding
 
     if in_chans not in (1, 3):
         raise ConfigError(
@@ -238,7 +238,6 @@ def published_backbone(in_chans: int, num_classes: int, seed: int, **kw: Any) ->
     cfg = config["pretrained_cfg"]
     model = _seeded(seed, lambda: _timm(ARCH, in_chans=chans, num_classes=num_classes, **kw))
     _load(model, load_file(str(folder / WEIGHTS_NAME)), str(folder), num_classes)
-    use_keras_padding(model)
     extra = {"source": config.get("cytoimagenet", {}).get("source")}
     return Backbone(
         model, ARCH, "cytoimagenet", chans, tuple(cfg["mean"]), tuple(cfg["std"]), extra

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.hashing import stable_hash
 from cytoimagenet.io.atomic import atomic_path
-from cytoimagenet.models.factory import Backbone, checkpoint_payload
+from cytoimagenet.models.factory import KERAS_PADDING, Backbone, checkpoint_payload
 from cytoimagenet.provenance import sha256_file, write_provenance
 from cytoimagenet.training import distributed
 from cytoimagenet.training.checkpoint import (
@@ -124,6 +124,7 @@ def _build_model(job: PretrainJob, num_classes: int, state: dict[str, Any] | Non
             in_chans=int(state["in_chans"]),
             num_classes=num_classes,
             seed=job.seed,
+            keras_padding=state.get("padding") == KERAS_PADDING,
             **kw,
         )
     except TypeError as exc:
@@ -137,7 +138,9 @@ def _build_model(job: PretrainJob, num_classes: int, state: dict[str, Any] | Non
             f"{state['model_name']} ({first}); delete the folder to start over"
         ) from None
     mean, std = tuple(state["mean"]), tuple(state["std"])
-    return Backbone(rebuilt.model, rebuilt.name, job.weights, rebuilt.in_chans, mean, std)
+    return Backbone(
+        rebuilt.model, rebuilt.name, job.weights, rebuilt.in_chans, mean, std, rebuilt.extra
+    )
 
 
 def run_pretrain(
