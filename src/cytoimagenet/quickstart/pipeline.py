@@ -30,9 +30,10 @@ from typing import Final
 
 import polars as pl
 
-from cytoimagenet.config import validate_job
+from cytoimagenet.config import claim_folder, validate_job
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.io.atomic import atomic_path
+from cytoimagenet.numerics import cpu_numerics, pin_cpu_numerics
 from cytoimagenet.provenance import environment
 from cytoimagenet.quickstart.curate import CurateResult, curate
 from cytoimagenet.quickstart.report import write_report
@@ -203,6 +204,7 @@ def _save_state(run: Run) -> None:
         "timings": {**previous.get("timings", {}), **run.timings},
         "notes": run.notes or previous.get("notes", []),
         "environment": environment(),
+        "cpu_numerics": cpu_numerics(),
     }
     run.paths.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(run.paths.state) as tmp:
@@ -220,8 +222,16 @@ def check_requirements(stages: list[str]) -> None:
 
 
 def run_pipeline(run: Run, stages: list[str]) -> dict[str, object]:
-    """Run ``stages`` in order, timing each; returns what each stage returned."""
+    """Run ``stages`` in order, timing each; returns what each stage returned.
+
+    ``run.out`` must be empty, missing, or an earlier quickstart run (it has
+    ``quickstart.json``, written before anything else): the quickstart never overwrites
+    files it did not write.
+    """
     check_requirements(stages)
+    pin_cpu_numerics()  # before any kernel runs: same numbers on every x86-64 machine
+    claim_folder(run.out, run.paths.state.name, "quickstart")
+    _save_state(run)  # marks the folder as a quickstart run before any stage writes into it
     done: dict[str, object] = {}
     for stage in stages:
         run.say(f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage}")
