@@ -17,6 +17,7 @@ import polars as pl
 
 from cytoimagenet.errors import SchemaError
 from cytoimagenet.io.atomic import atomic_path
+from cytoimagenet.io.parquet import read_parquet
 
 #: Label fields that a weak label can come from, in the order the paper lists them.
 LABEL_FIELDS: Final = (
@@ -190,7 +191,7 @@ def read_table(path: Path) -> pl.DataFrame:
         raise SchemaError(f"{path}: no such file; expected a metadata table (.parquet or .csv)")
     try:
         is_csv = path.suffix == ".csv" or path.name.endswith(".csv.gz")
-        frame = pl.read_csv(path, infer_schema=False) if is_csv else pl.read_parquet(path)
+        frame = pl.read_csv(path, infer_schema=False) if is_csv else read_parquet(path)
     except Exception as exc:  # polars raises several unrelated types here
         raise SchemaError(f"{path}: cannot read as a table ({exc})") from exc
     if "idx" not in frame.columns:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,22 @@ def test_a_table_that_panics_polars_is_named(command: str, inputs: dict[str, Pat
     code, output = _run([*args, "--no-progress"] if command in ("build", "extract") else args)
     _clean_error(code, output)
     assert f"{bad}: cannot be read" in output and "corrupt" in output, output
+
+
+@pytest.mark.parametrize("command", ["evaluate", "extract"])
+def test_a_panic_prints_nothing_but_the_error_line(command: str, inputs: dict[str, Path]) -> None:
+    # Rust's panic hook writes to file descriptor 2 (a backtrace too, with RUST_BACKTRACE=1),
+    # which CliRunner cannot see: run the real command in a process of its own.
+    bad = _panicking_parquet(inputs["dir"] / "bad.parquet")
+    args = _commands({**inputs, "table": bad}, inputs["dir"] / "out")[command]
+    env = {**os.environ, "RUST_BACKTRACE": "1"}
+    done = subprocess.run(  # noqa: S603 - our own entry point, list form
+        [sys.executable, "-m", "cytoimagenet", *args], env=env, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: cannot be read"), done.stderr
 
 
 def _extract(images: Path, tmp_path: Path) -> str:

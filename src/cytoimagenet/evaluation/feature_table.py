@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from cytoimagenet.errors import ConfigError, SchemaError
+from cytoimagenet.io.parquet import read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def read_feature_table(
     if not suffix:
         raise ConfigError(f"{path}: a feature table must be one of {list(TABLE_SUFFIXES)}")
     try:
-        frame = pl.read_parquet(path) if suffix == ".parquet" else _read_delimited(path)
+        frame = read_parquet(path) if suffix == ".parquet" else _read_delimited(path)
     except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError, EOFError) as exc:
         raise SchemaError(f"{path}: cannot read the feature table ({exc})") from exc
     if frame.height == 0:

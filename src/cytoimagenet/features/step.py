@@ -26,6 +26,7 @@ from cytoimagenet.features.extract import extract_features, fuse
 from cytoimagenet.features.inputs import MODES
 from cytoimagenet.fields import Device, ParquetOut, existing_file
 from cytoimagenet.io.atomic import atomic_path
+from cytoimagenet.io.parquet import native_stderr_held
 from cytoimagenet.provenance import environment, write_provenance
 from cytoimagenet.training.published import is_published_table, resolve_folders
 
@@ -85,7 +86,8 @@ def _read_table(path: Path) -> pl.DataFrame:
 
     is_csv = path.name.lower().endswith((".csv", ".csv.gz"))
     try:
-        return pl.read_csv(path, infer_schema=False) if is_csv else pl.read_parquet(path)
+        with native_stderr_held():  # a panic's Rust message would precede our error line
+            return pl.read_csv(path, infer_schema=False) if is_csv else pl.read_parquet(path)
     except (PolarsError, PanicException, OSError, UnicodeDecodeError) as exc:
         kind = "CSV" if is_csv else "Parquet"
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""

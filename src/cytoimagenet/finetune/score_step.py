@@ -31,6 +31,7 @@ from cytoimagenet.finetune.scoring import (
     score_predictions,
     validate_predictions,
 )
+from cytoimagenet.io.parquet import read_parquet
 from cytoimagenet.io.tables import read_delimited
 
 _DELIMITED = (".csv", ".tsv", ".txt", ".tab")
@@ -93,7 +94,7 @@ def read_predictions(path: Path) -> pl.DataFrame:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".parquet":
         try:
-            return pl.read_parquet(path)
+            return read_parquet(path)
         except Exception as exc:  # polars/pyarrow raise many kinds
             raise SchemaError(f"{path}: cannot read as Parquet ({exc})") from exc
     plain = suffixes[:-1] if suffixes and suffixes[-1] == ".gz" else suffixes

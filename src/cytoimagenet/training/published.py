@@ -28,6 +28,7 @@ import polars as pl
 
 from cytoimagenet.errors import ConfigError, SchemaError
 from cytoimagenet.hashing import stable_hash
+from cytoimagenet.io.parquet import read_parquet
 from cytoimagenet.schema import PUBLISHED_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ def read_dataset(folder: Path, columns: Sequence[str]) -> pl.DataFrame:
     """
     table = dataset_table_path(folder)
     if table.name == BUILT_TABLE:
-        return pl.read_parquet(table, columns=list(columns))
+        return read_parquet(table, columns=list(columns))
     frame = read_published(table)
     missing = [c for c in columns if c not in frame.columns]
     if missing:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from cytoimagenet.errors import ConfigError, CytoImageNetError
+from cytoimagenet.io.parquet import read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def checksums_of(table: Path, paths: Sequence[str]) -> list[str | None]:
             f"{table}: no sha256 column to check the images against (only datasets from "
             "`cytoimagenet build` record one); use --verify size"
         )
-    frame = pl.read_parquet(table, columns=["path", "filename", "sha256"])
+    frame = read_parquet(table, columns=["path", "filename", "sha256"])
     known = {f"{p}/{f}": s for p, f, s in frame.iter_rows()}
     return [known.get(p) for p in paths]
 

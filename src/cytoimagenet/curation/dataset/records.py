@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from cytoimagenet.io.atomic import atomic_path
+from cytoimagenet.io.parquet import read_parquet
 
 #: Columns of a shard record.
 RECORD_COLUMNS = (
@@ -80,7 +81,7 @@ def _panics() -> tuple[type[BaseException], ...]:
 def read_record(path: Path) -> pl.DataFrame | None:
     """Return a record, or ``None`` when it is unreadable or not a record (so: redo it)."""
     try:
-        frame = pl.read_parquet(path)
+        frame = read_parquet(path)
     except (Exception, *_panics()):  # polars panics on some damaged files
         return None
     if dict(frame.schema) != RECORD_SCHEMA:
