@@ -32,3 +32,11 @@ class BuildError(CytoImageNetError):
 
 class WeightsConversionError(CytoImageNetError, ValueError):
     """A weights file or state dict does not have the layers or shapes the converter expects."""
+
+
+class DownloadError(CytoImageNetError):
+    """A file could not be fetched; the message names the URL and what to try."""
+
+
+class ChecksumError(DownloadError):
+    """A fetched file does not have the expected size or SHA-256; nothing was kept."""

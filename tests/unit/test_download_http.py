@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cytoimagenet.download import http
+from cytoimagenet.download import redirects
 from cytoimagenet.download.http import ChecksumError, DownloadError, build_opener, fetch
 
 DATA = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes, every byte position distinct-ish
@@ -286,7 +286,7 @@ def test_self_signed_https_is_refused_not_retried(tmp_path: Path) -> None:
 
 
 def test_https_to_http_redirect_is_refused() -> None:
-    handler = http._NoDowngrade()
+    handler = redirects._NoDowngrade()
     request = urllib.request.Request("https://example.org/a.zip")
     with pytest.raises(DownloadError, match="refused a redirect"):
         handler.redirect_request(request, None, 302, "Found", {}, "http://example.org/a.zip")

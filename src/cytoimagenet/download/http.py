@@ -13,30 +13,39 @@ only kept once the server confirms where it ends (a ``Range`` request past the e
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import http.client
 import logging
 import os
-import shutil
 import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from cytoimagenet import __version__
 from cytoimagenet.download import resume
-from cytoimagenet.errors import CytoImageNetError
+from cytoimagenet.download.files import CHUNK, file_lock, is_valid, room, sha256_of
+from cytoimagenet.download.redirects import build_opener
+from cytoimagenet.errors import ChecksumError, DownloadError
+
+__all__ = [
+    "CHUNK",
+    "ChecksumError",
+    "DownloadError",
+    "Fetched",
+    "Progress",
+    "build_opener",
+    "fetch",
+    "file_lock",
+    "is_valid",
+    "sha256_of",
+]
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
 USER_AGENT = f"cytoimagenet/{__version__} (+https://github.com/cytoimagenet/cytoimagenet)"
 #: HTTP statuses worth another try: the server or a proxy is temporarily unable to answer.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -50,14 +59,6 @@ MAX_UNKNOWN = 64 * 1024**3
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes on disk so far, total bytes or None) as the download advances."""
-
-
-class DownloadError(CytoImageNetError):
-    """A file could not be fetched; the message names the URL and what to try."""
-
-
-class ChecksumError(DownloadError):
-    """A fetched file does not have the expected size or SHA-256; nothing was kept."""
 
 
 class _TransientError(Exception):
@@ -102,83 +103,6 @@ class _Budget:
 
     def left(self) -> float | None:
         return None if self.until is None else self.until - time.monotonic()
-
-
-def sha256_of(path: Path) -> str:
-    """Return the hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def file_lock(target: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``.<name>.lock`` beside ``target`` (blocks until free).
-
-    ``flock`` locks belong to the open file, so two threads of one process exclude each
-    other as two processes do. The lock file is left in place: removing it would let a
-    waiter lock a file that no longer has a name.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with (target.parent / f".{target.name}.lock").open("a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def is_valid(path: Path, *, size: int | None, sha256: str | None) -> tuple[bool, str | None]:
-    """Check a file present on disk against what is known of it.
-
-    Returns
-    -------
-    (bool, str or None)
-        Whether it passes, and its SHA-256 when that had to be computed.
-    """
-    if not path.is_file():
-        return False, None
-    if size is not None and path.stat().st_size != size:
-        return False, None
-    if sha256 is None:
-        return True, None
-    digest = sha256_of(path)
-    return digest == sha256, digest
-
-
-class _NoDowngrade(urllib.request.HTTPRedirectHandler):
-    """Follow redirects to http(s) only, never HTTPS → HTTP, and optionally within one host."""
-
-    def __init__(self, same_host: bool = False) -> None:
-        super().__init__()
-        self.same_host = same_host
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        """Return the follow-up request, refusing other schemes, downgrades and other hosts."""
-        old, new = urlsplit(req.full_url), urlsplit(newurl)
-        if new.scheme not in ("http", "https"):
-            raise DownloadError(
-                f"{req.full_url}: refused a redirect to {newurl} (only http(s) is fetched)"
-            )
-        if old.scheme == "https" and new.scheme != "https":
-            raise DownloadError(f"{req.full_url}: refused a redirect from HTTPS to {newurl}")
-        if self.same_host and (new.hostname or "").lower() != (old.hostname or "").lower():
-            raise DownloadError(
-                f"{req.full_url}: refused a redirect to another host ({newurl}); a plain-HTTP "
-                "URL or a mirror is only followed within its own host. Point --mirror at the "
-                "final location instead."
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def build_opener(*, same_host: bool = False) -> urllib.request.OpenerDirector:
-    """Return the opener every fetch uses: verified TLS, the redirect rules of the module."""
-    context = ssl.create_default_context()  # CERT_REQUIRED and host-name checks
-    return urllib.request.build_opener(
-        urllib.request.HTTPSHandler(context=context), _NoDowngrade(same_host)
-    )
 
 
 def fetch(
@@ -440,22 +364,12 @@ def _attempt(
         else:
             expected = size
         known = expected is not None or bool(getattr(response, "chunked", False))
-        _room(part, (expected or 0) - have, url)
+        room(part, (expected or 0) - have, url)
         done = _stream(response, part, append, have, expected, progress, budget, url)
     if expected is not None and done < expected:
         # http.client reports a connection closed early as a short read, not an error
         raise _TransientError(f"connection closed after {done} of {expected} bytes")
     return append, known
-
-
-def _room(part: Path, needed: int, url: str) -> None:
-    """Refuse to start a body that cannot fit on the disk."""
-    free = shutil.disk_usage(part.parent).free
-    if needed > free:
-        raise DownloadError(
-            f"{url}: needs {needed / 1e9:,.2f} GB but {part.parent} has {free / 1e9:,.2f} GB "
-            "free; free some space or choose another --to."
-        )
 
 
 def _stream(
