@@ -273,3 +273,11 @@ def test_download_list_names_the_kaggle_dataset(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "cytoimagenet/cytoimagenet.zip" in result.output
     assert "kaggle://dataset/stanleyhua/cytoimagenet" in result.output
+
+
+def test_the_published_dataset_has_no_adapter_and_says_what_to_do() -> None:
+    from cytoimagenet.errors import ConfigError
+    from cytoimagenet.sources import get_adapter
+
+    with pytest.raises(ConfigError, match=r"no metadata adapter.*pretrain --data DIR"):
+        get_adapter("cytoimagenet")

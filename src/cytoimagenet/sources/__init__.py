@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cytoimagenet.errors import MetadataError
+from cytoimagenet.errors import ConfigError, MetadataError
 from cytoimagenet.sources import (  # noqa: F401  (importing registers the adapters)
     bbbc,
     bbbc_layouts,
@@ -38,7 +38,14 @@ __all__ = [
 
 def get_adapter(name: str) -> SourceAdapter:
     """Return the metadata adapter of source ``name``."""
-    get_source(name)  # an unknown name fails with the catalog's list of valid names
+    info = get_source(name)  # an unknown name fails with the catalog's list of valid names
+    if name not in ADAPTERS:  # a finished dataset in the catalog: fetched, never adapted
+        table = info.metadata_files[0] if info.metadata_files else "TABLE"
+        raise ConfigError(
+            f"{name} has no metadata adapter: it is read as it is, not turned into a source "
+            f"table ({info.notes or info.title}). Use `cytoimagenet pretrain --data DIR` or "
+            f"`cytoimagenet extract --images DIR/{table}`"
+        )
     return ADAPTERS.get(name)
 
 
