@@ -67,6 +67,12 @@ EXTRA_COLUMNS: Final[dict[str, pl.DataType]] = {
     "well": _S(),
     "site": _S(),
     "control": _S(),  # "negative", "positive", "empty" or another control kind; null if none
+    # Facts that are not among the paper's seven label categories (docs/labels.md says why):
+    "moa": _L,  # mechanism of action of the compound(s), e.g. ["tubulin destabilizer"]
+    "strain": _S(),  # strain or line id (yeast y6545, sk1 …), never a cell type
+    "condition": _L,  # growth or treatment conditions (starvation, a medium, a stress)
+    "concentration": pl.Float64(),  # dose of the compound, in concentration_unit
+    "concentration_unit": _S(),  # "uM", "nM", "mM", "ug/ml" … as the source states it
     "pool": _S(),  # "pretraining" or "evaluation"
     "exclude_reason": _S(),  # why the row may never be labelled; null if it may
 }
