@@ -15,6 +15,7 @@ timm = pytest.importorskip("timm")
 tifffile = pytest.importorskip("tifffile")
 pytest.importorskip("h5py")
 
+from tests.fakes.published import make_published  # noqa: E402
 from tests.unit.test_published_weights import (  # noqa: E402, F401 (fixtures)
     COMMIT_NEW,
     Mirror,
@@ -27,7 +28,12 @@ from tests.unit.test_published_weights import (  # noqa: E402, F401 (fixtures)
 
 from cytoimagenet.cli import app  # noqa: E402
 from cytoimagenet.models import published  # noqa: E402
-from cytoimagenet.models.factory import checkpoint_payload, create_backbone  # noqa: E402
+from cytoimagenet.models.factory import (  # noqa: E402
+    checkpoint_payload,
+    create_backbone,
+    read_weights_file,
+)
+from cytoimagenet.models.keras_padding import uses_keras_padding  # noqa: E402
 from cytoimagenet.models.published import Version  # noqa: E402
 
 runner = CliRunner()
@@ -125,3 +131,23 @@ def test_offline_is_one_error_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: the published CytoImageNet weights")
     assert str(tmp_path / "cache" / "published" / published.H5_NAME) in lines[0]
+
+
+def test_pretrain_from_the_published_weights_keeps_keras_padding_across_a_resume(
+    served: Mirror, tmp_path: Path
+) -> None:
+    data = tmp_path / "cytoimagenet"
+    make_published(data)
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", str(data), "--out", str(out), "--init", "cytoimagenet"]
+    args += ["--batch-size", "6", "--size", "32", "--workers", "0", "--no-progress"]
+    first = runner.invoke(app, [*args, "--epochs", "1", "--max-steps", "1"])
+    assert first.exit_code == 0, first.output
+    state = read_weights_file(out / "checkpoints" / "last.pt")
+    assert state["model_name"] == "tf_efficientnet_b0" and state["padding"] == "keras"
+    resumed = runner.invoke(app, [*args, "--epochs", "2", "--max-steps", "1"])
+    assert resumed.exit_code == 0, resumed.output
+    again = read_weights_file(out / "checkpoints" / "last.pt")
+    assert again["padding"] == "keras"
+    backbone = create_backbone(weights=str(out / "checkpoints" / "last.pt"), num_classes=3)
+    assert uses_keras_padding(backbone.model)
