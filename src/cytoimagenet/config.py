@@ -94,16 +94,22 @@ class LabelJob(_Job):
     categories: list[str] | None = None
     min_class_size: int | None = Field(default=None, ge=1)
     unseen_classes: int = Field(default=0, ge=0)
+    include_controls: bool = False
+    split_by_dose: bool = False
+    synonyms: Annotated[Path | None, existing_file("synonyms table")] = None
+    blocklist: Annotated[Path | None, existing_file("blocklist table")] = None
 
     @field_validator("categories")
     @classmethod
     def _known_categories(cls, value: list[str] | None) -> list[str] | None:
-        from cytoimagenet.schema import LABEL_FIELDS
+        from cytoimagenet.curation.labels import CATEGORY_ORDER
 
         if value is not None:
-            unknown = [c for c in value if c not in LABEL_FIELDS]
+            unknown = [c for c in value if c not in CATEGORY_ORDER]
             if unknown:
-                raise ValueError(f"unknown categories {unknown}; choose from {list(LABEL_FIELDS)}")
+                raise ValueError(
+                    f"unknown categories {unknown}; choose from {list(CATEGORY_ORDER)}"
+                )
         return value
 
 

@@ -72,7 +72,7 @@ EXTRA_COLUMNS: Final[dict[str, pl.DataType]] = {
     "strain": _S(),  # strain or line id (yeast y6545, sk1 …), never a cell type
     "condition": _L,  # growth or treatment conditions (starvation, a medium, a stress)
     "concentration": pl.Float64(),  # dose of the compound, in concentration_unit
-    "concentration_unit": _S(),  # "uM", "nM", "mM", "ug/ml" … as the source states it
+    "concentration_unit": _S(),  # "uM", "ug/ml" or "%" (converted: curation/dose.py)
     "pool": _S(),  # "pretraining" or "evaluation"
     "exclude_reason": _S(),  # why the row may never be labelled; null if it may
 }

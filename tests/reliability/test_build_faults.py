@@ -34,7 +34,8 @@ def _raw(base: Path) -> tuple[Path, Path, pl.DataFrame]:
     root = base / "root"
     generate_sample(root / "sample", SampleSpec(plates=1, sites=2, size=160, seed=0))
     table = build_metadata("sample", root / "sample")
-    result = assign_labels([table], LabelOptions(threshold=2, seed=0))
+    # All 48 fields, the DMSO controls included: these tests are about the build.
+    result = assign_labels([table], LabelOptions(threshold=2, seed=0, include_controls=True))
     write_table(result.table, base / "labels.parquet")
     labelled = result.table.filter(pl.col("label").is_not_null()).sort("idx")
     return base / "labels.parquet", root, labelled

@@ -31,7 +31,21 @@ from cytoimagenet.sources import get_source
         ("missing_info_possibly_empty", None),
         ("   ", None),
         (None, None),
-        ("hpsi0813i-ffdm_3", "hpsi0813i-ffdm_3"),  # underscores survive: real final labels use them
+        # Underscores are separators: idr0088 writes 'dna alkylating_agent'.
+        ("hpsi0813i-ffdm_3", "hpsi0813i-ffdm 3"),
+        ("DNA alkylating_agent", "dna alkylating agent"),
+        # A placeholder or control word inside a value makes the whole value name no class.
+        ("unknown target unknown_moa", None),
+        ("bromodomain_inhibitor negative_control", None),
+        ("cdk negative_control", None),
+        ("Unknown", None),
+        ("none given", None),
+        # ... but only as a whole word: 'na+' and 'knockdown' are not placeholders.
+        (
+            "ca2+/na+-activated potassium channel blocker",
+            "ca2+/na+-activated potassium channel blocker",
+        ),
+        ("unknownase", "unknownase"),
     ],
 )
 def test_normalize_token(raw: str | None, expected: str | None) -> None:
@@ -131,6 +145,34 @@ def test_harmonize_rejects_broken_records() -> None:
         harmonize(_records(key=["a", "a", "b"]), info)
     with pytest.raises(MetadataError, match="unexpected"):
         harmonize(_records(bogus=[1, 2, 3]), info)
+
+
+def test_controls_are_kinds_vehicles_and_propagated_per_reagent() -> None:
+    recs = _records(
+        key=["a", "b", "c", "d", "e"],
+        path=["p"] * 5,
+        filename=list("abcde"),
+        channel_paths=[["x"]] * 5,
+        compound=["Dimethyl sulfoxide", "DMSO|taxol", "Taxol", None, None],
+        sirna=[None, None, None, "103860", "103860"],
+        control=[None, None, None, "negative_control", None],
+    )
+    out = harmonize(recs, get_source("sample"))
+    # DMSO alone is the vehicle; DMSO with a drug is a treatment; the siRNA the source
+    # calls a negative control in one well is that control in every well.
+    assert out["control"].to_list() == ["vehicle", None, None, "negative", "negative"]
+
+
+def test_moa_condition_and_strain_are_harmonised() -> None:
+    recs = _records(
+        moa=["DNA alkylating_agent|unknown target unknown_moa", None, "Tubulin_Destabilizer"],
+        condition=["Starvation", None, None],
+        strain=["SK1", None, "Y6545|other"],
+    )
+    out = harmonize(recs, get_source("sample"))
+    assert out["moa"].to_list() == [["dna alkylating agent"], None, ["tubulin destabilizer"]]
+    assert out["condition"].to_list() == [["starvation"], None, None]
+    assert out["strain"].to_list() == ["sk1", None, "y6545"]
 
 
 def test_evaluation_sources_are_always_excluded() -> None:

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from cytoimagenet.curation.labels import (
+    REFUSED_NUMBER,
     LabelOptions,
     assign_labels,
     stage1_strata,
@@ -232,15 +233,53 @@ def test_unseen_classes_come_from_below_the_threshold_and_unused_images() -> Non
     assert not set(res.unseen["idx"]) & set(res.table["idx"])
 
 
-def test_real_rxrx1_gives_the_31_control_sirna_labels() -> None:
+def test_real_rxrx1_control_sirnas_are_never_labels() -> None:
     from tests.conftest import shared_path
 
     from cytoimagenet.sources import build_metadata
 
     raw = shared_path("source_metadata", "rec_rxrx1")
     table = build_metadata("rec_rxrx1", raw)
+    # The survey's 31 siRNAs at >= 287 sites are RxRx1's controls (1108-1137 positive,
+    # 1138 negative): controls are left out, and no treatment siRNA reaches 287 sites.
     res = assign_labels([table], LabelOptions(categories=("sirna",)))
-    labelled = res.candidates.filter(pl.col("status") == "labelled")
-    assert labelled.height == 31  # the survey: 31 control siRNAs at >= 287 sites
-    assert res.table.group_by("label").len()["len"].max() <= 1000
-    assert res.table["control"].is_not_null().all()
+    assert res.table.height == 0 and res.candidates.height == 0
+    kinds = dict(zip(res.controls["control"], res.controls["images"], strict=True))
+    assert kinds == {"positive": 12_194, "negative": 492}
+    # Asked to include controls, the 31 come back as candidates, and are refused anyway:
+    # an anonymised integer is not a name.
+    res = assign_labels([table], LabelOptions(categories=("sirna",), include_controls=True))
+    assert res.candidates.height == 31
+    assert set(res.candidates["status"]) == {REFUSED_NUMBER}
+    assert res.table.height == 0 and res.controls.height == 0
+
+
+def test_control_rows_are_left_out_unless_asked() -> None:
+    table = make_table(
+        30,
+        compound=[["dmso"]] * 10 + [["taxol"]] * 20,
+        control=["vehicle"] * 10 + [None] * 20,
+    )
+    res = assign_labels([table], LabelOptions(threshold=5, class_size=50))
+    assert res.table["label"].unique().to_list() == ["taxol"]
+    assert res.table["control"].null_count() == res.table.height
+    assert res.controls.to_dicts() == [{"dir_name": "synth", "control": "vehicle", "images": 10}]
+    res = assign_labels([table], LabelOptions(threshold=5, class_size=50, include_controls=True))
+    assert sorted(res.table["label"].unique()) == ["dmso", "taxol"]
+
+
+def test_bare_numbers_are_refused_and_reported() -> None:
+    table = make_table(20, sirna=[["1138"]] * 10 + [["s35651"]] * 10)
+    res = assign_labels([table], LabelOptions(threshold=5, class_size=50, unseen_classes=2))
+    assert res.table["label"].unique().to_list() == ["s35651"]
+    fate = dict(zip(res.candidates["label"], res.candidates["status"], strict=True))
+    assert fate == {"1138": REFUSED_NUMBER, "s35651": "labelled"}
+    assert res.unseen.height == 0  # nor as an unseen class
+
+
+def test_moa_is_a_category_only_when_asked() -> None:
+    table = make_table(20, compound=[["taxol"]] * 20, moa=[["tubulin stabilizer"]] * 20)
+    res = assign_labels([table], LabelOptions(threshold=5, class_size=50))
+    assert res.table["category"].unique().to_list() == ["compound"]
+    res = assign_labels([table], LabelOptions(threshold=5, class_size=50, categories=("moa",)))
+    assert res.table["label"].unique().to_list() == ["tubulin stabilizer"]

@@ -11,6 +11,7 @@ from tests.fakes import bbbc as fakes
 
 from cytoimagenet.errors import MetadataError
 from cytoimagenet.sources import build_metadata, get_adapter
+from cytoimagenet.sources.bbbc import Bbbc017Adapter
 
 
 def read(source: str, raw: Path) -> pl.DataFrame:
@@ -187,10 +188,15 @@ def test_bbbc017_real_plate_map() -> None:
         "positive control": 224,
     }
     table = build_metadata("bbbc017", raw)
-    phen = table["phenotype"].explode().drop_nulls()
+    # The target's gene family (kinase, phosphatase …) is not a phenotype: dropped.
+    assert "phenotype" not in records.columns and table["phenotype"].is_null().all()
+    original = Bbbc017Adapter("bbbc017")
+    original.class_as_phenotype = True
+    records = original.read(raw)
+    phen = records["phenotype"].explode().drop_nulls()
     assert "kinase" in phen.to_list() and "kinase_atp" in phen.to_list()
-    assert not phen.str.starts_with("genecards").any()
-    assert "none" not in phen.to_list()
+    assert not phen.str.starts_with("geneCards").any()
+    assert "NONE" not in phen.to_list()
     # ';'-joined with duplicates collapses to unique tokens.
     lists = records["phenotype"].drop_nulls()
     assert (lists.list.len() == lists.list.unique().list.len()).all()
@@ -207,7 +213,7 @@ def test_bbbc017_fields_joined_to_plate_map(tmp_path: Path) -> None:
     assert [p[-6:] for p in first["channel_paths"]] == ["d0.DIB", "d1.DIB", "d2.DIB"]
     minus = records.filter(pl.col("plate") == "NIRHTa-001").sort("key")
     assert minus["gene"].to_list() == ["Gabra3", "Gabra3", "MAPK11", "MAPK11"]
-    assert minus["phenotype"].to_list()[2] == ["kinase", "kinase_atp"]
+    assert "phenotype" not in minus.columns  # the gene family is not a phenotype
 
 
 def test_bbbc017_missing_column(tmp_path: Path) -> None:
@@ -226,11 +232,14 @@ def test_bbbc038_real_solutions() -> None:
     raw = shared_path("source_metadata", "bbbc038")
     table = build_metadata("bbbc038", raw)
     assert table.height == 65 + 3_019
-    assert table.filter(pl.col("plate") == "stage1_test").height == 65
-    assert table.filter(pl.col("plate") == "stage2_test_final").height == 3_019
+    split = pl.col("path").str.extract(r"^([^/]+)/")
+    assert table.filter(split == "stage1_test").height == 65
+    assert table.filter(split == "stage2_test_final").height == 3_019
+    # The split is a folder, not a plate: DSB2018 images have none.
+    assert table["plate"].null_count() == table.height
     row = table.row(0, named=True)
     key = row["idx"].removeprefix("bbbc038-")
-    assert row["channel_paths"] == [f"{row['plate']}/{key}/images/{key}.png"]
+    assert row["channel_paths"] == [f"{row['path']}/{key}.png"]
     assert table["cell_visible"].explode().unique().to_list() == ["nucleus"]
 
 
@@ -263,9 +272,19 @@ def test_bbbc041_real_test_json() -> None:
     table = build_metadata("bbbc041", raw)
     assert table.height == 5_922
     assert table["filename"].n_unique() == 120
+    # Parasite stages are phenotypes of infected red blood cells, not human cell types.
     counts = dict(table["cell_type"].explode().value_counts().iter_rows())
-    assert counts["red blood cell"] == 5_614
-    assert counts["ring"] == 169 and counts["trophozoite"] == 111
+    assert counts == {"red blood cell": 5_614 + 169 + 111 + 12 + 11, None: 5}
+    stages = dict(table["phenotype"].explode().drop_nulls().value_counts().iter_rows())
+    assert stages == {
+        "ring stage": 169,
+        "trophozoite stage": 111,
+        "gametocyte stage": 12,
+        "schizont stage": 11,
+    }
+    infected = table.filter(pl.col("phenotype").is_not_null())
+    assert infected["organism"].to_list() == [["human", "malaria parasite"]] * 303
+    assert table.filter(pl.col("phenotype").is_null())["organism"].to_list() == [["human"]] * 5_619
     assert table["exclude_reason"].is_not_null().sum() == 5  # 'difficult'
     assert table["idx"].str.contains(r"_r\d+-\d+_c\d+-\d+$").all()
 

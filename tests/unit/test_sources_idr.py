@@ -37,7 +37,9 @@ def test_idr0088_zip_numeric_plate_and_moa(tmp_path: Path) -> None:
     rows = _by_key(build_metadata("idr0088", raw))
     treated = rows["idr0088-screenA_1013608248_L10"]
     assert treated["plate"] == "1013608248"
-    assert treated["phenotype"] == ["topoisomerase inhibitor", "dna synthesis inhibitor"]
+    # The MoA is a fact about the compound, kept in `moa`, not a phenotype label.
+    assert treated["moa"] == ["topoisomerase inhibitor", "dna synthesis inhibitor"]
+    assert treated["phenotype"] is None
     assert treated["compound"] == ["etoposide"]
     assert treated["channel_paths"] == [f"1013608248/L10{n}.tif" for n in (1, 2, 3)]
     dmso = rows["idr0088-screenA_1013608248_A1"]
@@ -50,7 +52,9 @@ def test_idr0003_library_quirks(tmp_path: Path) -> None:
     first = rows["idr0003-screenA_DTT_p1_A1"]
     assert first["path"] == "DTT p1"  # plate names keep their spaces in paths
     assert first["cell_visible"] == ["ylr106c"]  # no symbol: the ORF is the visible protein
-    assert first["phenotype"] == ["dithiothreitol"]
+    # The stress is the plate's growth condition; Y6545 the strain, not a cell type.
+    assert first["condition"] == ["dithiothreitol"] and first["phenotype"] is None
+    assert first["strain"] == "y6545" and first["cell_type"] is None
     assert first["gene"] is None
     excluded = rows["idr0003-screenA_SD1_p1_A1"]
     assert excluded["exclude_reason"] == "Quality Control: Excluded: GPI-anchored protein"
@@ -197,19 +201,26 @@ def test_real_idr0088(idr0088_table: pl.DataFrame) -> None:
     assert sum(1 for n in compounds.values() if n >= 287) == 69
     assert table.filter(pl.col("control") == "negative").height == 33_568
     assert table["plate"].str.contains(r"^\d+$").all()
-    assert table["phenotype"].list.len().max() > 1  # '|'-joined MoA split into labels
+    assert table["moa"].list.len().max() > 1  # '|'-joined MoA split into values
+    assert table["phenotype"].is_null().all()
+    moa = _counts(table, "moa")
+    # Placeholders and probe negative controls name no mechanism; underscores are spaces.
+    assert "dna alkylating agent" in moa and "unknown target unknown moa" not in moa
+    assert not any("_" in m or "control" in m or "unknown" in m for m in moa)
     assert set(_counts(table, "cell_type")) == {"a549", "hepg2", "wpmy-1"}
 
 
 def test_real_idr0003() -> None:
     table = build_metadata("idr0003", shared_path("source_metadata", "idr0003"))
     assert table.height == 32_640
-    assert _counts(table, "phenotype") == {
+    assert _counts(table, "condition") == {
         "synthetic medium with dextrose": 13_056,
         "dithiothreitol": 6_528,
         "hydrogen peroxide": 6_528,
         "starvation": 6_528,
     }
+    assert table["phenotype"].is_null().all() and table["cell_type"].is_null().all()
+    assert table["strain"].unique().to_list() == ["y6545"]
     assert table.filter(pl.col("control") == "empty").height == 1_470
     assert table["exclude_reason"].str.starts_with("Quality Control: Excluded").sum() == 935
     assert table.filter(pl.col("plate") == "DTT p1").height == 384
@@ -247,15 +258,22 @@ def test_real_idr0067_clean_and_ragged_copy() -> None:
     assert table["exclude_reason"].drop_nulls().str.contains("misaligned").sum() == 0
     assert table.filter(pl.col("microscopy") == "electron microscopy").height == 83
     assert _counts(table, "cell_visible")["nup170"] == 135
+    assert table["cell_type"].is_null().all()
+    assert _counts(table.select(pl.concat_list("strain")), "strain") == {"sk1": 419}
 
 
 def test_real_idr0009_screen_b() -> None:
     table = build_metadata("idr0009", shared_path("source_metadata", "idr0009"))
     assert table.height == 26_880
+    # Annotated: positive 1,153, negative 176, empty 70. The same reagents on the other
+    # plate group, unannotated there, are marked too: 944 wells of the non-targeting
+    # siRNA (Q103860 = 103860) and the positive controls 24546 (88) and Q120368 (472).
     assert dict(table["control"].value_counts().drop_nulls().iter_rows()) == {
-        "positive": 1_153, "negative": 176, "empty": 70,
+        "positive": 1_153 + 88 + 472, "negative": 176 + 944, "empty": 70,
     }  # fmt: skip
     assert table["sirna"].is_not_null().sum() > 20_000
+    sirnas = _counts(table, "sirna")
+    assert "q103860" not in sirnas and sirnas["103860"] == 944 + 176
 
 
 def test_real_idr0041_two_versions() -> None:

@@ -19,8 +19,10 @@ from tests.fakes.kaggle import (
     write_leukemia_labels,
 )
 
+from cytoimagenet.curation.harmonize import harmonize
 from cytoimagenet.errors import MetadataError
-from cytoimagenet.sources import build_metadata, get_adapter
+from cytoimagenet.sources import build_metadata, get_adapter, get_source
+from cytoimagenet.sources.cil import KinomeAdapter
 from cytoimagenet.sources.kaggle import (
     HPA_2018_CLASSES,
     HPA_2021_CLASSES,
@@ -162,16 +164,20 @@ def test_leukemia_real_validation_labels() -> None:
     raw = shared_path("source_metadata", "kag_leukemia")
     table = build_metadata("kag_leukemia", raw)
     assert table.height == 1_867
+    # Normal (healthy donors') cells carry no disease phenotype, not 'wildtype'.
     assert dict(table["phenotype"].explode().value_counts().iter_rows()) == {
         "leukemia": 1_219,
-        "wildtype": 648,
+        None: 648,
     }
     row = table.filter(pl.col("idx") == "kag_leukemia-val_4").row(0, named=True)
     assert row["channel_paths"] == ["C-NMC_test_prelim_phase_data/4.bmp"]
-    assert row["phenotype"] == ["wildtype"]
-    # The authors' cleaned table labels these numbered files the same way.
+    assert row["phenotype"] is None and row["cell_type"] == ["white blood cell"]
+    # The authors' cleaned table labels these numbered files the same way ('wildtype' is
+    # what it called the normal cells).
     early = _early("kag_leukemia").filter(pl.col("phenotype").is_not_null())
-    ours = table.select(pl.col("filename"), pl.col("phenotype").list.first().alias("ours"))
+    ours = table.select(
+        pl.col("filename"), pl.col("phenotype").list.first().fill_null("wildtype").alias("ours")
+    )
     joined = ours.join(early.select("filename", "phenotype"), on="filename", how="inner")
     assert joined.height == 1_867
     assert (joined["ours"] == joined["phenotype"]).all()
@@ -182,8 +188,8 @@ def test_leukemia_images(tmp_path: Path) -> None:
     table = build_metadata("kag_leukemia", tmp_path)
     rows = {r["idx"].removeprefix("kag_leukemia-"): r for r in table.iter_rows(named=True)}
     assert rows["fold_0_UID_11_10_1_all"]["phenotype"] == ["leukemia"]
-    assert rows["fold_0_UID_H10_43_1_hem"]["phenotype"] == ["wildtype"]
-    assert rows["val_2"]["phenotype"] == ["wildtype"]
+    assert rows["fold_0_UID_H10_43_1_hem"]["phenotype"] is None
+    assert rows["val_2"]["phenotype"] is None
     assert rows["test_1"]["phenotype"] is None
     assert rows["val_1"]["path"] == "C-NMC_Leukemia/validation_data/C-NMC_test_prelim_phase_data"
 
@@ -266,12 +272,17 @@ def test_kinome_real() -> None:
     assert first["idx"] == "cil_kinome-53464"
     assert first["filename"] == "53464.tif"
     assert first["channel_paths"] == ["53464.tif"]
-    assert first["cell_visible"] == ["agc kinase"]
+    # A kinase group is a gene family, not something visible: no cell_visible by default.
+    assert table["cell_visible"].is_null().all()
     assert first["cell_type"] == ["hela"]
+    original = KinomeAdapter("cil_kinome")
+    original.group_as_cell_visible = True
+    table = harmonize(original.read(raw), get_source("cil_kinome"))
+    assert table.row(0, named=True)["cell_visible"] == ["agc kinase"]
     counts = dict(table["cell_visible"].explode().value_counts().iter_rows())
     assert counts["tk kinase"] == 158
     assert counts["rgc kinase"] == 8
-    # Same label per file as the authors' cleaned table.
+    # Asked for, the same label per file as the authors' cleaned table.
     early = _early("cil_kinome").select(
         "filename", pl.col("cell_component").str.to_lowercase().alias("theirs")
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import csv
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -61,11 +62,20 @@ def test_rxrx1_kaggle_values(rxrx1_real: pl.DataFrame) -> None:
     assert row["cell_type"] == ["hepg2"]
     assert row["organism"] == ["human"]
     assert row["control"] is None
-    assert (row["plate"], row["well"]) == ("1", "B03")
+    assert (row["plate"], row["well"]) == ("HEPG2-01_1", "B03")
+    assert row["concentration"] is None and row["concentration_unit"] is None
     cells = set(rxrx1_real["cell_type"].explode().unique().to_list())
     assert cells == {"hepg2", "huvec", "rpe", "u2os"}
     negative = rxrx1_real.filter(pl.col("control") == "negative")
     assert negative["sirna"].explode().unique().to_list() == ["1138"]
+
+
+def test_rxrx1_real_plates_are_experiment_plus_plate(rxrx1_real: pl.DataFrame) -> None:
+    # 51 experiments x 4 plates: the files' plate numbers 1-4 alone would give 4.
+    assert rxrx1_real["plate"].n_unique() == 204
+    experiments = rxrx1_real["idx"].str.extract(r"^rec_rxrx1-([^_]+)_").n_unique()
+    assert experiments == 51
+    assert rxrx1_real["concentration"].null_count() == rxrx1_real.height
 
 
 def test_rxrx1_control_sirnas_match_survey(rxrx1_real: pl.DataFrame) -> None:
@@ -207,3 +217,84 @@ def test_two_release_files_are_refused(tmp_path: Path) -> None:
     shutil.copy(tmp_path / "rxrx2" / "metadata.csv", tmp_path / "copy" / "metadata.csv")
     with pytest.raises(MetadataError, match="several metadata files"):
         build_metadata("rec_rxrx2", tmp_path)
+
+
+# --- plates and doses ---------------------------------------------------------------------
+
+
+def test_rxrx1_plates_unique_across_experiments(tmp_path: Path) -> None:
+    # A second experiment's plate 1: the files' plate number alone would merge it with
+    # HEPG2-01's plate 1.
+    fake_rxrx1(tmp_path)
+    with (tmp_path / "test.csv").open("a") as fh:
+        fh.write("U2OS-02_1_B05,U2OS-02,1,B05\n")
+    table = build_metadata("rec_rxrx1", tmp_path)
+    assert sorted(table["plate"].unique().to_list()) == [
+        "HEPG2-01_1",
+        "HUVEC-17_3",
+        "RPE-08_4",
+        "U2OS-01_2",
+        "U2OS-02_1",
+    ]
+    # Paths still use the plate number as the release's folders do.
+    assert table.filter(pl.col("plate") == "RPE-08_4")["path"].unique().to_list() == [
+        "images/RPE-08/Plate4"
+    ]
+
+
+def test_rxrx1_release_plates(tmp_path: Path) -> None:
+    write_rxrx1_release(tmp_path)
+    table = build_metadata("rec_rxrx1", tmp_path)
+    assert sorted(table["plate"].unique().to_list()) == ["HEPG2-01_1", "U2OS-04_2"]
+
+
+def test_rxrx2_plates_and_doses(tmp_path: Path) -> None:
+    # RxRx2's README gives treatment_conc in mg/mL: stored as ug/ml (x 1000).
+    fake_rxrx2(tmp_path)
+    table = build_metadata("rec_rxrx2", tmp_path)
+    rows = {r["idx"].removeprefix("rec_rxrx2-"): r for r in table.iter_rows(named=True)}
+    assert rows["HUVEC-1_1_AA02_1"]["plate"] == "HUVEC-1_1"
+    assert rows["HUVEC-2_3_B04_4"]["plate"] == "HUVEC-2_3"
+    assert (
+        rows["HUVEC-1_1_AA02_1"]["concentration"],
+        rows["HUVEC-1_1_AA02_1"]["concentration_unit"],
+    ) == (100.0, "ug/ml")
+    assert rows["HUVEC-1_1_AB03_1"]["concentration"] == 10.0
+    # The EMPTY well has no dose.
+    assert rows["HUVEC-2_3_B04_4"]["concentration"] is None
+    assert rows["HUVEC-2_3_B04_4"]["concentration_unit"] is None
+
+
+@pytest.mark.parametrize(
+    ("source", "fake", "doses"),
+    [
+        ("rec_rxrx19a", fake_rxrx19a, {"HRCE-1_1_AA02_1": 1.0, "VERO-1_1_D05_1": 10.0}),
+        ("rec_rxrx19b", fake_rxrx19b, {"HUVEC-1_1_AA02_1": 0.3}),
+    ],
+)
+def test_rxrx19_doses_in_micromolar(
+    source: str, fake: Callable[[Path], int], doses: dict[str, float], tmp_path: Path
+) -> None:
+    fake(tmp_path)
+    table = build_metadata(source, tmp_path)
+    got = {
+        r["idx"].split("-", 1)[1]: (r["concentration"], r["concentration_unit"])
+        for r in table.iter_rows(named=True)
+    }
+    for key, dose in doses.items():
+        assert got[key] == (dose, "uM")
+    untreated = [v for k, v in got.items() if k not in doses]
+    assert untreated and all(v == (None, None) for v in untreated)
+    plates = table["plate"].unique().to_list()
+    assert all(
+        p.count("_") == 1 and p.split("_")[0] in {"HRCE-1", "HRCE-2", "VERO-1", "HUVEC-1"}
+        for p in plates
+    )
+
+
+def test_release_without_dose_column_gives_null_doses(tmp_path: Path) -> None:
+    fake_rxrx19a(tmp_path)
+    path = tmp_path / "metadata.csv"
+    path.write_text(path.read_text().replace("treatment_conc", "dose_x"))
+    table = build_metadata("rec_rxrx19a", tmp_path)
+    assert table["concentration"].null_count() == table.height

@@ -66,6 +66,28 @@ def labels(
         int | None, typer.Option(help="Drop labels smaller than this.")
     ] = None,
     unseen: Annotated[int, typer.Option(help="Also build N held-out unseen classes.")] = 0,
+    include_controls: Annotated[
+        bool,
+        typer.Option(
+            "--include-controls",
+            help="Let control wells (vehicle, negative, positive, empty) be labelled too.",
+        ),
+    ] = False,
+    split_by_dose: Annotated[
+        bool,
+        typer.Option(
+            "--split-by-dose",
+            help="Compound labels per (compound, concentration), e.g. 'taxol 0.3 uM'.",
+        ),
+    ] = False,
+    synonyms: Annotated[
+        Path | None,
+        typer.Option(help="CSV category,value,canonical[,reason]: your synonyms, applied too."),
+    ] = None,
+    blocklist: Annotated[
+        Path | None,
+        typer.Option(help="CSV category,value,reason: values that never become labels."),
+    ] = None,
 ) -> None:
     """Assign weak labels (least count first, exact tokens, stratified sampling)."""
     from cytoimagenet.curation.label_step import run_labels
@@ -80,6 +102,10 @@ def labels(
         categories=category,
         min_class_size=min_class_size,
         unseen_classes=unseen,
+        include_controls=include_controls,
+        split_by_dose=split_by_dose,
+        synonyms=synonyms,
+        blocklist=blocklist,
     )
     with reading(job.metadata):
         text = run_labels(job)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from cytoimagenet.curation.dose import CANONICAL_UNITS
 from cytoimagenet.curation.labels import LabelResult
 from cytoimagenet.io.atomic import atomic_path
 from cytoimagenet.schema import LABEL_FIELDS
@@ -40,7 +42,7 @@ def build_report(result: LabelResult) -> dict[str, Any]:
         .agg(pl.len().alias("images"), pl.col("database").unique().sort().alias("databases"))
         .sort(["category", "label"])
     )
-    per_category = {c: 0 for c in LABEL_FIELDS}
+    per_category = {c: 0 for c in (*LABEL_FIELDS, *result.options.categories)}
     for row in per_label.group_by("category").len().iter_rows(named=True):
         per_category[row["category"]] = row["len"]
     per_database = (
@@ -58,6 +60,9 @@ def build_report(result: LabelResult) -> dict[str, Any]:
             "categories": list(opts.categories),
             "min_class_size": opts.minimum,
             "stage1_size": opts.stage1_size,
+            "split_by_dose": opts.split_by_dose,
+            "user_synonyms": len(opts.synonyms),
+            "user_blocklist": len(opts.blocklist),
         },
         "labels": per_label.height,
         "images": table.height,
@@ -76,10 +81,44 @@ def build_report(result: LabelResult) -> dict[str, Any]:
         "skipped_by_reason": {r["status"]: r["len"] for r in reasons.iter_rows(named=True)},
         "images_per_label": per_label.with_columns(pl.col("databases").list.join("|")).to_dicts(),
         "skipped": skipped.to_dicts(),
+        "include_controls": opts.include_controls,
+        "controls_excluded": result.controls.to_dicts(),
+        "blocked": blocked_report(result),
         "unseen_labels": result.unseen["label"].unique().sort().to_list()
         if result.unseen.height
         else [],
     }
+
+
+#: What ``--split-by-dose`` appends to a compound (``0.3 uM``).
+_DOSE = r"^[0-9.]+ (?:" + "|".join(re.escape(u) for u in CANONICAL_UNITS) + ")$"
+
+
+def blocked_report(result: LabelResult) -> list[dict[str, Any]]:
+    """Every blocklist entry, its reason, and the candidates it kept from being labels."""
+    cands = result.candidates.filter(pl.col("status").str.starts_with("blocked: "))
+    out = []
+    for entry in result.options.blocklist:
+        stopped = cands.filter(
+            (pl.col("category") == entry.category)
+            & (pl.col("status") == f"blocked: {entry.reason}")
+            & (
+                (pl.col("label").str.to_lowercase() == entry.value)
+                | (
+                    pl.col("label").str.starts_with(entry.value + " ")
+                    & pl.col("label").str.slice(len(entry.value) + 1).str.contains(_DOSE)
+                )
+            )
+        )
+        out.append(
+            {
+                "category": entry.category,
+                "value": entry.value,
+                "reason": entry.reason,
+                "candidates": stopped.select("label", "images").to_dicts(),
+            }
+        )
+    return out
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -108,6 +147,23 @@ def format_report(report: dict[str, Any]) -> str:
     if report["skipped_by_reason"]:
         lines += ["", "| skipped because | candidates |", "|---|---:|"]
         lines += [f"| {k} | {v:,} |" for k, v in report["skipped_by_reason"].items()]
+    if report.get("blocked"):
+        lines += ["", "| blocked (your list) | category | reason | candidates stopped |"]
+        lines += ["|---|---|---|---|"]
+        for b in report["blocked"]:
+            stopped = ", ".join(f"{c['label']} ({c['images']:,})" for c in b["candidates"])
+            lines.append(f"| {b['value']} | {b['category']} | {b['reason']} | {stopped or '-'} |")
+    controls = report.get("controls_excluded") or []
+    if controls:
+        total = sum(c["images"] for c in controls)
+        lines += [
+            "",
+            f"Control images left out of the pool ({total:,}; `--include-controls` keeps them):",
+            "",
+            "| source | control | images |",
+            "|---|---|---:|",
+        ]
+        lines += [f"| {c['dir_name']} | {c['control']} | {c['images']:,} |" for c in controls]
     if report["unseen_labels"]:
         lines += ["", f"Unseen (held-out) classes: {', '.join(report['unseen_labels'])}."]
     return "\n".join(lines) + "\n"

@@ -15,22 +15,36 @@ The algorithm of the CytoImageNet paper (§2.1), with the original code's defect
    ``original-code.md`` §2.6). Allocation is largest-remainder and seeded
    (:mod:`cytoimagenet.curation.sampling`).
 5. Excluded rows (held-out evaluation datasets, known overlaps, source QC failures) never
-   enter, whatever the table's own columns say.
+   enter, whatever the table's own columns say; nor do control rows (non-null ``control``:
+   vehicle, negative, positive, empty wells) unless ``include_controls`` is set.
+6. A candidate that is only digits (an anonymised id such as RxRx1's ``1138``) is refused
+   and reported, whatever its field.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
+from cytoimagenet.curation.dose import dose_text
 from cytoimagenet.curation.exclusion import is_excluded
 from cytoimagenet.curation.sampling import group_codes, stratified_sample
+from cytoimagenet.curation.user_tables import Blocked, Synonym, apply_synonyms, blocked_labels
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.schema import LABEL_FIELDS, conform, validate
+
+#: Fields outside the paper's seven that a user may still ask to label by (never default).
+OPTIONAL_FIELDS: tuple[str, ...] = ("moa", "condition")
+#: Every field a label can come from, in tie-break order.
+CATEGORY_ORDER: tuple[str, ...] = (*LABEL_FIELDS, *OPTIONAL_FIELDS)
+#: A label that is only digits names nothing a reader can check.
+BARE_NUMBER = re.compile(r"^\d+$")
+REFUSED_NUMBER = "refused: bare number (an id, not a name)"
 
 #: Stage-2 strata before removals (the original's list; gene is never a stratum).
 STAGE2_BASE: tuple[str, ...] = (
@@ -60,7 +74,8 @@ class LabelOptions:
     seed : int
         Seed of every random draw.
     categories : tuple of str
-        Label fields to draw candidates from, a subset of ``LABEL_FIELDS``.
+        Label fields to draw candidates from: a subset of ``LABEL_FIELDS``, plus ``moa``
+        or ``condition`` if asked for (:data:`OPTIONAL_FIELDS`).
     min_class_size : int or None
         Drop a label whose final size would be below this (defaults to ``threshold``).
     stage1_size : int
@@ -72,6 +87,17 @@ class LabelOptions:
         threshold (most images first), drawn only from images no label took.
     unseen_min_size : int
         Smallest unseen class kept.
+    split_by_dose : bool
+        Compound labels per (compound, concentration): ``taxol 0.3 uM``. Rows without a
+        dose keep the plain compound label.
+    synonyms : tuple of Synonym
+        The user's synonyms (:func:`~cytoimagenet.curation.user_tables.read_synonyms`),
+        applied to the harmonised tokens before counting.
+    blocklist : tuple of Blocked
+        Values that never become labels (nor, split by dose, their dose labels).
+    include_controls : bool
+        Let control rows (non-null ``control``) be labelled too. Off by default: a vehicle
+        or a control siRNA is the absence of a treatment, not a class.
     """
 
     threshold: int = 287
@@ -83,12 +109,16 @@ class LabelOptions:
     exclude_labels: tuple[str, ...] = ()
     unseen_classes: int = 0
     unseen_min_size: int = 50
+    split_by_dose: bool = False
+    synonyms: tuple[Synonym, ...] = ()
+    blocklist: tuple[Blocked, ...] = ()
+    include_controls: bool = False
 
     def __post_init__(self) -> None:
-        unknown = [c for c in self.categories if c not in LABEL_FIELDS]
+        unknown = [c for c in self.categories if c not in CATEGORY_ORDER]
         if unknown:
             raise ConfigError(
-                f"unknown label categories {unknown}; choose from {list(LABEL_FIELDS)}"
+                f"unknown label categories {unknown}; choose from {list(CATEGORY_ORDER)}"
             )
         if self.threshold < 1 or self.class_size < 1:
             raise ConfigError("threshold and class_size must be positive")
@@ -116,12 +146,19 @@ class LabelResult:
         taken, and ``status`` (``labelled`` or the reason it was skipped).
     unseen : polars.DataFrame
         Rows of the held-out unseen classes (empty unless requested).
+    controls : polars.DataFrame
+        Control rows left out of the pool: ``dir_name``, ``control`` (kind), ``images``.
     """
 
     table: pl.DataFrame
     candidates: pl.DataFrame
     options: LabelOptions = field(default_factory=LabelOptions)
     unseen: pl.DataFrame = field(default_factory=pl.DataFrame)
+    controls: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(
+            schema={"dir_name": pl.String, "control": pl.String, "images": pl.UInt32}
+        )
+    )
 
 
 def stage2_strata(category: str, stage1_ran: bool) -> list[str]:
@@ -163,18 +200,32 @@ def _stratum_codes(pool: pl.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _tokens(pool: pl.DataFrame, options: LabelOptions) -> pl.DataFrame:
-    """Return every (label, category) with its sorted image rows and count."""
+    """Return every (label, category) with its base value, sorted image rows and count.
+
+    ``base`` is the harmonised value; it differs from ``label`` only for dose labels.
+    """
     frames = []
-    for rank, category in enumerate(LABEL_FIELDS):
+    for rank, category in enumerate(CATEGORY_ORDER):
         if category not in options.categories:
             continue
+        tokens = pool.select(pl.col("_row"), pl.col(category).alias("base"))
+        label = pl.col("base")
+        if options.split_by_dose and category == "compound":
+            tokens = tokens.with_columns(dose_text(pool).alias("_dose"))
+            label = (
+                pl.when(pl.col("_dose").is_null())
+                .then(label)
+                .otherwise(label + " " + pl.col("_dose"))
+            )
         tokens = (
-            pool.select(pl.col("_row"), pl.col(category).alias("label"))
-            .explode("label")
-            .drop_nulls("label")
+            tokens.explode("base")
+            .drop_nulls("base")
+            .select("_row", "base", label.alias("label"))
             .unique()
         )
-        grouped = tokens.group_by("label").agg(pl.col("_row").sort().alias("rows"))
+        grouped = tokens.group_by("label").agg(
+            pl.col("_row").sort().alias("rows"), pl.col("base").first()
+        )
         frames.append(
             grouped.with_columns(
                 pl.lit(category).alias("category"),
@@ -186,6 +237,7 @@ def _tokens(pool: pl.DataFrame, options: LabelOptions) -> pl.DataFrame:
         schema = {
             "label": pl.String,
             "rows": pl.List(pl.UInt32),
+            "base": pl.String,
             "category": pl.String,
             "_rank": pl.Int32,
             "images": pl.UInt32,
@@ -194,8 +246,25 @@ def _tokens(pool: pl.DataFrame, options: LabelOptions) -> pl.DataFrame:
     return pl.concat(frames)
 
 
-def select_pool(tables: Sequence[pl.DataFrame]) -> pl.DataFrame:
+def select_pool(
+    tables: Sequence[pl.DataFrame], *, include_controls: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Concatenate unified tables and keep the rows that may be labelled.
+
+    Parameters
+    ----------
+    tables : sequence of polars.DataFrame
+        Unified metadata tables.
+    include_controls : bool
+        Keep control rows (non-null ``control``) in the pool.
+
+    Returns
+    -------
+    pool : polars.DataFrame
+        The rows that may be labelled.
+    controls : polars.DataFrame
+        Control rows left out (none when ``include_controls``), counted per
+        ``dir_name`` and ``control`` kind in ``images``.
 
     Raises
     ------
@@ -204,7 +273,15 @@ def select_pool(tables: Sequence[pl.DataFrame]) -> pl.DataFrame:
     """
     merged = pl.concat([conform(t) for t in tables], how="vertical") if tables else pl.DataFrame()
     validate(merged, what="the merged metadata")
-    return merged.filter(~is_excluded(merged))
+    pool = merged.filter(~is_excluded(merged))
+    is_control = pl.col("control").is_not_null() & pl.lit(not include_controls)
+    controls = (
+        pool.filter(is_control)
+        .group_by("dir_name", "control")
+        .agg(pl.len().alias("images"))
+        .sort("dir_name", "control")
+    )
+    return pool.filter(~is_control), controls
 
 
 def assign_labels(
@@ -225,7 +302,10 @@ def assign_labels(
         The labelled rows and the fate of every candidate.
     """
     options = options or LabelOptions()
-    pool = select_pool(tables).with_row_index("_row")
+    pool, controls = select_pool(tables, include_controls=options.include_controls)
+    if options.synonyms:
+        pool = apply_synonyms(pool, options.synonyms)
+    pool = pool.with_row_index("_row")
     n = pool.height
     used = np.zeros(n, dtype=bool)
     label_of = np.full(n, -1, dtype=np.int64)
@@ -236,8 +316,11 @@ def assign_labels(
     fate: list[dict[str, object]] = []
     taken_names: dict[str, str] = {}
     excluded = set(options.exclude_labels)
+    blocked = {(b.category, b.value): b.reason for b in options.blocklist}
     for row in cands.iter_rows(named=True):
         label, category = row["label"], row["category"]
+        # Blocked values are lower-case tokens; dose labels write their unit as 'uM'.
+        block = blocked.get((category, row["base"]), blocked.get((category, label.lower())))
         rows = np.asarray(row["rows"], dtype=np.int64)
         available = rows[~used[rows]]
         record = {
@@ -248,6 +331,12 @@ def assign_labels(
         }
         if label in excluded:
             fate.append({**record, "taken": 0, "status": "excluded by option"})
+            continue
+        if BARE_NUMBER.match(label):
+            fate.append({**record, "taken": 0, "status": REFUSED_NUMBER})
+            continue
+        if block is not None:
+            fate.append({**record, "taken": 0, "status": f"blocked: {block}"})
             continue
         if label in taken_names:
             fate.append(
@@ -269,7 +358,8 @@ def assign_labels(
         taken_names[label] = category
         fate.append({**record, "taken": len(chosen), "status": "labelled"})
     table = _labelled_table(pool, label_of, names)
-    unseen = _unseen(pool, tokens, used, set(taken_names) | excluded, options)
+    never = set(taken_names) | excluded | blocked_labels(tokens, blocked)
+    unseen = _unseen(pool, tokens, used, never, options)
     schema = {
         "label": pl.String,
         "category": pl.String,
@@ -279,7 +369,9 @@ def assign_labels(
         "status": pl.String,
     }
     candidates = pl.DataFrame(fate, schema=schema)
-    return LabelResult(table=table, candidates=candidates, options=options, unseen=unseen)
+    return LabelResult(
+        table=table, candidates=candidates, options=options, unseen=unseen, controls=controls
+    )
 
 
 def _unseen(
@@ -301,7 +393,7 @@ def _unseen(
     for row in below.iter_rows(named=True):
         if len(names) >= options.unseen_classes:
             break
-        if row["label"] in {n for n, _ in names}:
+        if row["label"] in {n for n, _ in names} or BARE_NUMBER.match(row["label"]):
             continue
         rows = np.asarray(row["rows"], dtype=np.int64)
         available = rows[~used[rows]]

@@ -51,7 +51,12 @@ def curate(
     meta = out / "metadata" / "sample.parquet"
     table = run_metadata(MetadataJob(source="sample", raw=raw, out=meta))
     labels = out / "labels" / "labels.parquet"
-    run_labels(LabelJob(metadata=[meta], out=labels, threshold=SAMPLE_THRESHOLD, seed=seed))
+    # The synthetic screen is too small to lose its DMSO wells: DMSO (the untreated look)
+    # stays one of its four classes, as the user may ask with `labels --include-controls`.
+    job = LabelJob(
+        metadata=[meta], out=labels, threshold=SAMPLE_THRESHOLD, seed=seed, include_controls=True
+    )
+    run_labels(job)
     build = run_build(
         BuildJob(
             labels=labels,

@@ -201,7 +201,7 @@ def _commands(run: Run) -> str:
             f"cytoimagenet metadata sample --raw {out}/raw/sample "
             f"--out {out}/metadata/sample.parquet",
             f"cytoimagenet labels --metadata {out}/metadata/sample.parquet "
-            f"--out {out}/labels/labels.parquet --threshold 10",
+            f"--out {out}/labels/labels.parquet --threshold 10 --include-controls",
             f"cytoimagenet build --labels {out}/labels/labels.parquet --root {out}/raw "
             f"--out {out}/dataset --min-class-size 10",
             f"cytoimagenet pretrain --data {out}/dataset --out {out}/pretrain --model {MODEL} "

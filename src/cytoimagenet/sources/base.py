@@ -19,6 +19,11 @@ column             required     meaning
 ``channels``       no           per-row channel names (defaults to the catalog's)
 ``control``        no           raw control annotation (``negative control``, ``empty well`` …)
 ``exclude_reason`` no           why this row must never be labelled (source QC failure …)
+``moa``            no           mechanism(s) of action of the compound (not a label field)
+``condition``      no           growth or stress condition(s): medium, starvation, a stress
+``strain``         no           strain or line id (yeast ``SK1`` …), never a cell type
+``concentration``  no           dose as written: a number, or text such as ``5 micromolar``;
+                                the unit of a bare number in ``concentration_unit``
 =================  ===========  =====================================================
 
 Values are raw: harmonisation (:mod:`cytoimagenet.curation.harmonize`) lower-cases,
@@ -55,6 +60,11 @@ RECORD_OPTIONAL: Final = (
     "channels",
     "control",
     "exclude_reason",
+    "concentration",
+    "concentration_unit",
+    "moa",
+    "condition",
+    "strain",
 )
 
 

@@ -2,7 +2,8 @@
 
 The Cell Painting screens BBBC022/025 are in :mod:`cytoimagenet.sources.bbbc_painting`.
 
-* ``bbbc021`` — ``BBBC021_v1_image.csv`` joined with ``BBBC021_v1_moa.csv`` (held out).
+* ``bbbc021`` — ``BBBC021_v1_image.csv`` joined with ``BBBC021_v1_moa.csv`` (held out);
+  ``Image_Metadata_Concentration`` is the dose in µM.
 * ``bbbc006`` — the nucleus-count export; one record per field and z-plane.
 * ``bbbc017`` — the shRNA plate map ``.xls``, joined with the ``.DIB`` fields when present.
 * ``bbbc038`` — DSB2018 solution CSVs, one record per ``ImageId``.
@@ -22,6 +23,7 @@ from cytoimagenet.sources.base import SourceAdapter, register, relpath
 from cytoimagenet.sources.bbbc021_csv import (
     BBBC021_CHANNELS,
     COMPOUND,
+    CONCENTRATION,
     FILE_COLUMNS,
     PATH_COLUMNS,
     read_annotated,
@@ -93,6 +95,9 @@ class Bbbc021Adapter(SourceAdapter):
             pl.when(dmso).then(None).otherwise(pl.col("moa")).alias("phenotype"),
             pl.col("compound"),
             pl.when(dmso).then(pl.lit("negative control")).alias("control"),
+            # The BBBC021 page gives the concentrations in micromolar.
+            pl.col(CONCENTRATION).alias("concentration"),
+            pl.lit("uM").alias("concentration_unit"),
         )
 
 
@@ -169,11 +174,13 @@ class Bbbc017Adapter(SourceAdapter):
     number) × 384 wells × 6 fields, channels ``d0 d1 d2``. The plate number is the
     folder's trailing number (as the original did), joined to ``384-Plate#``. Without
     images the rows are the 5,760 *wells* of the plate map, with glob-pattern channel
-    paths (the barcode in the file names is not in the map). ``class`` (the target's
-    gene family, ``;``-joined) becomes ``phenotype`` unless ``class_as_phenotype`` is off.
+    paths (the barcode in the file names is not in the map). ``class`` is the shRNA
+    target's gene family (``kinase``, ``phosphatase``, ``;``-joined): a fact about the gene,
+    not a phenotype seen in the image, so it is dropped; ``class_as_phenotype = True``
+    restores the original's use of it as ``phenotype``.
     """
 
-    class_as_phenotype: bool = True
+    class_as_phenotype: bool = False
 
     def read(self, raw: Path) -> pl.DataFrame:
         """Return one record per field (images present) or per plate-map well."""
@@ -287,7 +294,7 @@ class Bbbc038Adapter(SourceAdapter):
             folder.alias("path"),
             (pl.col("id") + ".png").alias("filename"),
             pl.concat_list(folder + "/" + pl.col("id") + ".png").alias("channel_paths"),
-            pl.col("split").alias("plate"),
+            # No plates: the images come from many labs; the split is in the path, not a plate.
         ).sort("key")
 
     @staticmethod
@@ -302,14 +309,21 @@ class Bbbc038Adapter(SourceAdapter):
         )
 
 
+#: BBBC041 categories that are a stage of the parasite inside a red blood cell.
+BBBC041_STAGES = ("ring", "trophozoite", "schizont", "gametocyte")
+
+
 class Bbbc041Adapter(SourceAdapter):
     """BBBC041 (malaria): one record per annotated *object* in ``training.json``/``test.json``.
 
     The key is the image stem plus the box, ``<stem>_r<r0>-<r1>_c<c0>-<c1>`` (stable,
     independent of list order); the record's ``filename`` is the smear image and the box
-    is only in the key, since the record contract has no box columns. ``cell_type`` is
-    the category (as the original cropped and labelled each box); ``difficult`` boxes
-    (no class given by the annotators) are kept but excluded.
+    is only in the key, since the record contract has no box columns. The smears are human
+    blood infected with *Plasmodium vivax*: a ``red blood cell`` or ``leukocyte`` box is
+    that human cell type; a parasite-stage box (ring, trophozoite, schizont, gametocyte)
+    is an infected red blood cell, so its cell type is ``red blood cell``, its organisms
+    human and *P. vivax*, and the stage its phenotype (``ring stage`` …). ``difficult``
+    boxes (no class given by the annotators) are kept but excluded.
     """
 
     def read(self, raw: Path) -> pl.DataFrame:
@@ -354,12 +368,23 @@ class Bbbc041Adapter(SourceAdapter):
         dup = pl.col("key").is_duplicated()
         category = pl.col("category").str.to_lowercase()
         difficult = category == "difficult"
+        stage = category.is_in(list(BBBC041_STAGES))
         return frame.select(
             pl.when(dup).then(pl.col("key") + "_" + category).otherwise("key").alias("key"),
             pl.col("file").str.replace(r"/?[^/]*$", "").alias("path"),
             "filename",
             pl.concat_list("file").alias("channel_paths"),
-            pl.when(difficult).then(None).otherwise(pl.col("category")).alias("cell_type"),
+            pl.when(difficult)
+            .then(None)
+            .when(stage)
+            .then(pl.lit("red blood cell"))
+            .otherwise(pl.col("category"))
+            .alias("cell_type"),
+            pl.when(stage).then(category + " stage").alias("phenotype"),
+            pl.when(stage)
+            .then(pl.lit("human|plasmodium vivax"))
+            .otherwise(pl.lit("human"))
+            .alias("organism"),
             pl.when(difficult)
             .then(pl.lit("bbbc041 box marked 'difficult': no class given"))
             .alias("exclude_reason"),

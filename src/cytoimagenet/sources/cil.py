@@ -4,8 +4,11 @@ The CIL serves each Kinome Atlas image as ``<cil id>.zip`` holding ``<cil id>.ti
 two-channel confocal image of HeLa cells: nucleus and a tagged kinase). The kinase group of
 each image is not in a machine-readable CIL table; the original authors compiled
 ``cil_kinome_metadata.csv`` (``file_name`` = ``<cil id>.zip``, ``kinase`` = group such as
-``AGC``, ``TK``, ``Atypical``), which this adapter reads. As the original did, the group
-becomes the visible label ``<group> kinase``: the protein shown is a kinase of that group.
+``AGC``, ``TK``, ``Atypical``), which this adapter reads for its file list. The original
+made the group the visible label ``<group> kinase``; but a kinase *group* is a gene
+family, neither a structure nor a protein one can see (the tagged kinase of each image
+is not named), so it is dropped: the images carry the catalog's organism and cell type
+only. ``KinomeAdapter.group_as_cell_visible = True`` restores the original's labels.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class KinomeAdapter(SourceAdapter):
     The image is ``<id>.tif`` beside the table once ``<id>.zip`` is unpacked; key = CIL id.
     """
 
+    group_as_cell_visible: bool = False
+
     def read(self, raw: Path) -> pl.DataFrame:
         """Return one record per listed image."""
         table, path = self.metadata_table(raw, KINOME_COLUMNS)
@@ -42,12 +47,13 @@ class KinomeAdapter(SourceAdapter):
         rel = relpath(path.parent, raw)
         folder = "" if rel == "." else rel
         prefix = f"{folder}/" if folder else ""
+        group = pl.col("kinase") + KINASE_SUFFIX if self.group_as_cell_visible else pl.lit(None)
         return table.select(
             stem.alias("key"),
             pl.lit(folder).alias("path"),
             (stem + ".tif").alias("filename"),
             pl.concat_list(pl.lit(prefix) + stem + ".tif").alias("channel_paths"),
-            (pl.col("kinase") + KINASE_SUFFIX).alias("cell_visible"),
+            group.cast(pl.String).alias("cell_visible"),
         )
 
 

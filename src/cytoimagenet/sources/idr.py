@@ -43,6 +43,7 @@ from typing import Final, Literal
 
 import polars as pl
 
+from cytoimagenet.curation.dose import unit_from_header
 from cytoimagenet.errors import MetadataError
 from cytoimagenet.io.tables import read_delimited, require_columns
 from cytoimagenet.sources.base import SourceAdapter
@@ -52,6 +53,8 @@ from cytoimagenet.sources.base import SourceAdapter
 Column = str | tuple[str, ...]
 
 LABELS: Final = ("organism", "cell_type", "cell_visible", "phenotype", "compound", "gene", "sirna")
+#: Record fields a study may fill besides the labels (not label categories by default).
+FACTS: Final = ("moa", "condition", "strain")
 KEYS: Final = {"screen": ("Plate", "Well"), "experiment": ("Dataset Name", "Image Name")}
 _PUBLISHED = re.compile(r"^idr\d{4}-(screen|experiment)[A-Z]-(annotation|library)\b")
 _SCREEN = re.compile(r"(screen|experiment)([A-Z])")
@@ -72,6 +75,17 @@ class Exclude:
     reason: str = ""
 
 
+#: Dose columns as IDR studies name them, first present wins. A unit in parentheses in
+#: the header (``(microMolar)``) is the unit of bare numbers; otherwise the cell says it
+#: (``5 micromolar``, ``1 microgram per milliliter``).
+DOSE_COLUMNS: Final = (
+    "re:^Compound Concentration",
+    "Dose",
+    "Experimental Condition [Dose]",
+    "Experimental Condition [Concentration]",
+    "Concentration",
+)
+
 #: Source QC failures, as IDR studies write them (``fail``, ``Excluded: …``).
 QC_FAIL: Final = Exclude("Quality Control", r"(?i)^\s*(fail|excluded)")
 
@@ -85,7 +99,8 @@ class IdrStudy:
     layout : {"screen", "experiment"}
         Screens are keyed by Plate + Well, experiments by Dataset Name + Image Name.
     labels : mapping
-        Label field → source columns (see :data:`Column`); all non-empty values are kept.
+        Label field (or ``moa``, ``condition``, ``strain``) → source columns (see
+        :data:`Column`); all non-empty values are kept.
     constants : mapping
         Label field → raw values every row carries (e.g. the stain of a fixed channel).
     split : mapping
@@ -116,6 +131,11 @@ class IdrStudy:
         Site written in the record when the paths name one site per well.
     required : tuple of str
         Columns beyond the keys a file of this study must have.
+    rewrite : mapping
+        Field → ``(regex, replacement)`` applied to each of its raw values: one spelling
+        of an id where the source writes it two ways.
+    dose : tuple of str
+        Candidate dose columns (:data:`DOSE_COLUMNS` by default); the first present wins.
     """
 
     layout: Literal["screen", "experiment"] = "screen"
@@ -134,6 +154,8 @@ class IdrStudy:
     files: tuple[str, ...] = ("{plate}/{well}.tif",)
     site: str | None = None
     required: tuple[str, ...] = ()
+    rewrite: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    dose: tuple[str, ...] = DOSE_COLUMNS
 
 
 def _normalise_header(name: str) -> str:
@@ -240,7 +262,15 @@ class IdrAdapter(SourceAdapter):
         exprs += [pl.lit(v) for v in study.constants.get(field_name, ())]
         if not exprs:
             return pl.lit(None, dtype=pl.String).alias(field_name)
-        return _non_empty(pl.concat_str(exprs, separator="|", ignore_nulls=True))
+        joined = pl.concat_str(exprs, separator="|", ignore_nulls=True)
+        if field_name in study.rewrite:
+            pattern, replacement = study.rewrite[field_name]
+            joined = (
+                joined.str.split("|")
+                .list.eval(pl.element().str.replace(pattern, replacement))
+                .list.join("|")
+            )
+        return _non_empty(joined)
 
     def _control(self, frame: pl.DataFrame) -> pl.Expr:
         study = self.study
@@ -254,6 +284,13 @@ class IdrAdapter(SourceAdapter):
                 empty = pl.col(found[0]).str.contains(study.empty_well[1]).fill_null(False)
                 control = pl.when(empty).then(pl.lit("empty well")).otherwise(control)
         return control
+
+    def _dose(self, frame: pl.DataFrame) -> tuple[pl.Expr, pl.Expr]:
+        """Raw dose and the unit its header states (both null if the file has none)."""
+        found = next((c for n in self.study.dose for c in _resolve(frame.columns, n)), None)
+        if found is None:
+            return pl.lit(None, dtype=pl.String), pl.lit(None, dtype=pl.String)
+        return pl.col(found).cast(pl.String), pl.lit(unit_from_header(found), dtype=pl.String)
 
     def _exclude(self, frame: pl.DataFrame) -> pl.Expr:
         reasons: list[pl.Expr] = []
@@ -300,8 +337,10 @@ class IdrAdapter(SourceAdapter):
             pl.col("__extra__").is_not_null() if "__extra__" in frame.columns else pl.lit(False)
         )
         labels = [
-            pl.when(ragged).then(None).otherwise(self._label(frame, f)).alias(f) for f in LABELS
+            pl.when(ragged).then(None).otherwise(self._label(frame, f)).alias(f)
+            for f in (*LABELS, *FACTS)
         ]
+        dose, unit = self._dose(frame)
         microscopy = pl.lit(None, dtype=pl.String)
         if study.microscopy:
             found = _resolve(frame.columns, study.microscopy[0])
@@ -324,6 +363,8 @@ class IdrAdapter(SourceAdapter):
             microscopy.alias("microscopy"),
             self._control(frame).alias("control"),
             self._exclude(frame).alias("exclude_reason"),
+            pl.when(ragged).then(None).otherwise(dose).alias("concentration"),
+            unit.alias("concentration_unit"),
             "__variant",
             "__rank",
             "__row",

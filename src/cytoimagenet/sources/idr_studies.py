@@ -23,21 +23,29 @@ SCREEN_BASICS: Final = {
 
 # Per-study specs. Why each choice was made is in the comment above it.
 STUDIES: Final[dict[str, IdrStudy]] = {
-    # Library (pre-annotation, tab-separated) or final annotation: environmental stress is
-    # the phenotype (the survey's class list); Gene Symbol is the GFP-tagged protein, i.e.
-    # what is *visible*, not a perturbation; the placeholder control marks empty wells.
+    # Library (pre-annotation, tab-separated) or final annotation. The environmental stress
+    # (DTT, hydrogen peroxide, starvation, or the unstressed synthetic dextrose medium) is
+    # the plate's growth condition, not an observed phenotype: it goes to `condition`.
+    # Y6545 is the yeast strain of the GFP collection (idr0003 study file), not a cell type.
+    # Gene Symbol is the GFP-tagged protein, i.e. what is *visible*, not a perturbation; the
+    # placeholder control marks empty wells.
     "idr0003": IdrStudy(
         labels={
             "organism": ("Characteristics [Organism]",),
-            "cell_type": ("Characteristics [Strain]",),
+            "strain": ("Characteristics [Strain]",),
             "cell_visible": (("Gene Symbol", "Gene Identifier"),),
-            "phenotype": ("Experimental Condition [Environmental Stress]",),
+            "condition": ("Experimental Condition [Environmental Stress]",),
         },
+        constants={"strain": ("Y6545",)},
         control_values={"missing_info_possibly_empty": "empty well"},
         files=_channels("{plate}/{well}--<c>.tif", ("Cherry", "GFP", "Transmit")),
     ),
-    # siRNA screen; two gene-symbol columns (Ensembl 81 preferred, 61 as fallback).
+    # siRNA screen; two gene-symbol columns (Ensembl 81 preferred, 61 as fallback). The
+    # Ambion siRNA ids are written with a 'Q' on plate group 0305 and without on 0311, in
+    # the same wells with the same gene (Q103860/103860 non-targeting, Q120368/120368
+    # RAB1A …): one id, written as the number.
     "idr0009": IdrStudy(
+        rewrite={"sirna": (r"^[Qq](\d+)$", "${1}")},
         labels={
             **SCREEN_BASICS,
             "gene": (("Gene Symbol (Ensembl 81)", "Gene Symbol (Ensembl 61)", "Gene Symbol"),),
@@ -101,12 +109,13 @@ STUDIES: Final[dict[str, IdrStudy]] = {
         stem="{image}",
         files=("{dataset}/{image}.tif",),
     ),
-    # Tagged proteins are visible; electron micrographs are out of scope (paper).
+    # Tagged proteins are visible; SK1 is the yeast strain (`strain`, not a cell type);
+    # electron micrographs are out of scope (paper).
     "idr0067": IdrStudy(
         layout="experiment",
         labels={
             "organism": ("Characteristics [Organism]",),
-            "cell_type": ("Characteristics [Strain]",),
+            "strain": ("Characteristics [Strain]",),
             "cell_visible": ("Comment [Protein] 1", "Comment [Protein] 2"),
         },
         microscopy=(
@@ -157,12 +166,13 @@ STUDIES: Final[dict[str, IdrStudy]] = {
         folder="{screen}/{plate}",
         files=tuple(f"{{screen}}/{{plate}}/{{well}}_w{n}.tif" for n in (1, 2)),
     ),
-    # Compound MoA is '|'-joined and a label source: it goes to phenotype.
+    # Compound MoA ('|'-joined) is a fact about the compound, not a phenotype seen in the
+    # image: it goes to `moa`, not a label category by default (docs/labels.md).
     "idr0088": IdrStudy(
         labels={
             **SCREEN_BASICS,
             "compound": ("Compound Name",),
-            "phenotype": ("Compound MoA",),
+            "moa": ("Compound MoA",),
         },
         required=("Compound Name",),
         files=tuple(f"{{plate}}/{{well02}}{n}.tif" for n in (1, 2, 3)),

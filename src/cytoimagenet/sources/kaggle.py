@@ -213,10 +213,12 @@ class HpaAdapter(SourceAdapter):
         )
 
 
-#: C-NMC class folder → phenotype, as the original authors' cleaned table writes them.
-LEUKEMIA_FOLDERS: Final = {"all": "leukemia", "hem": "wildtype"}
+#: C-NMC class folder → phenotype. The original wrote the normal cells ("hem", healthy
+#: donors' B-lymphoid precursors) as 'wildtype', a genotype word; a healthy cell has no
+#: disease phenotype, so it carries none and stays a 'white blood cell' (catalog).
+LEUKEMIA_FOLDERS: Final[dict[str, str | None]] = {"all": "leukemia", "hem": None}
 #: C-NMC validation label (1 = ALL, 0 = normal) → phenotype.
-LEUKEMIA_LABELS: Final = {"1": "leukemia", "0": "wildtype"}
+LEUKEMIA_LABELS: Final[dict[str, str | None]] = {"1": "leukemia", "0": None}
 #: Folder of the validation images, beside the labels CSV.
 LEUKEMIA_VALIDATION_DIR: Final = "C-NMC_test_prelim_phase_data"
 _LEUKEMIA_LABEL_COLUMNS: Final = ("new_names", "labels")

@@ -9,6 +9,11 @@ and 2 implicit, the siRNA as an integer id (0-1138; 1108-1138 are controls, 1138
 negative control), no ``sirna`` for test treatment wells, and the cell type only as the
 prefix of ``experiment``. Both forms give the same keys (the release's ``site_id``:
 ``<experiment>_<plate>_<well>_<site>``), so a table built from either lines up.
+
+``plate`` in the files is the plate's number *within its experiment* (1-4 in RxRx1), so
+records write it ``<experiment>_<plate>`` (``HEPG2-01_1``): one id per physical plate.
+RxRx2/19a/19b publish the dose in ``treatment_conc``, in the unit their READMEs state
+(RxRx2 mg/mL, RxRx19a/b µM); RxRx1 has no dose.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ RXRX19B_UNTREATED: Final = {
     "healthy": "negative control",
     "storm-severe": "positive control",
 }
+#: The dose column of RxRx2/19a/19b (its unit is in each release's README).
+DOSE_COLUMN: Final = "treatment_conc"
+
 #: Wells with neither compound nor disease condition.
 UNTREATED: Final = "untreated"
 
@@ -93,6 +101,8 @@ def _site_records(frame: pl.DataFrame, n_channels: int) -> pl.DataFrame:
         .str.to_lowercase()
         .replace_strict(NON_HUMAN_CELLS, default=None, return_dtype=pl.String)
         .alias("organism"),
+        # Plate numbers restart in every experiment: the experiment makes them unique.
+        pl.concat_str("experiment", "plate", separator="_").alias("plate"),
     )
 
 
@@ -115,6 +125,9 @@ class RxRxRelease(SourceAdapter):
         Metadata column → record label field (e.g. ``treatment`` → ``compound``).
     control : callable returning polars.Expr, optional
         Builds the raw ``control`` annotation from the metadata columns.
+    dose_unit : str, optional
+        Unit of ``treatment_conc`` as the release's README states it; ``None`` when the
+        release publishes no dose.
     """
 
     def __init__(
@@ -123,11 +136,13 @@ class RxRxRelease(SourceAdapter):
         n_channels: int,
         labels: Mapping[str, str],
         control: Callable[[], pl.Expr] | None = None,
+        dose_unit: str | None = None,
     ) -> None:
         super().__init__(name)
         self.n_channels = n_channels
         self.labels = dict(labels)
         self.control = control
+        self.dose_unit = dose_unit
 
     def read(self, raw: Path) -> pl.DataFrame:
         """Return one record per site listed in the release's ``metadata.csv``."""
@@ -136,7 +151,16 @@ class RxRxRelease(SourceAdapter):
         control = self.control() if self.control else pl.lit(None, dtype=pl.String)
         table = table.with_columns(control.alias("control"))
         labels = (pl.col(column).alias(field) for column, field in self.labels.items())
-        return _site_records(table, self.n_channels).select(*RECORD_COLUMNS, "control", *labels)
+        dose = [pl.lit(None, dtype=pl.String)] * 2
+        if self.dose_unit and DOSE_COLUMN in table.columns:
+            dose = [pl.col(DOSE_COLUMN), pl.lit(self.dose_unit)]
+        return _site_records(table, self.n_channels).select(
+            *RECORD_COLUMNS,
+            "control",
+            *labels,
+            dose[0].alias("concentration"),
+            dose[1].alias("concentration_unit"),
+        )
 
 
 class RxRx1(SourceAdapter):
@@ -200,13 +224,14 @@ def _untreated(kinds: Mapping[str, str]) -> Callable[[], pl.Expr]:
 
 
 register(RxRx1("rec_rxrx1"))
-register(RxRxRelease("rec_rxrx2", 6, {"treatment": "compound"}, _rxrx2_control))
+register(RxRxRelease("rec_rxrx2", 6, {"treatment": "compound"}, _rxrx2_control, "mg/mL"))
 register(
     RxRxRelease(
         "rec_rxrx19a",
         5,
         {"treatment": "compound", "disease_condition": "phenotype"},
         _untreated(RXRX19A_UNTREATED),
+        "uM",
     )
 )
 register(
@@ -215,5 +240,6 @@ register(
         6,
         {"treatment": "compound", "disease_condition": "phenotype"},
         _untreated(RXRX19B_UNTREATED),
+        "uM",
     )
 )
