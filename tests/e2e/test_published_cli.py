@@ -70,7 +70,7 @@ def test_extract_with_the_published_weights(served: Mirror, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     frame = pl.read_parquet(out)
     assert frame.height == 2
-    assert len([c for c in frame.columns if c.startswith("feature_")]) == 2 * 1280
+    assert len([c for c in frame.columns if c.startswith("Cells_CNN_cytoimagenet_")]) == 2 * 1280
     assert len(served.hits) == 1
     again = runner.invoke(app, [*args, "--out", str(tmp_path / "b.parquet")])
     assert again.exit_code == 0, again.output
@@ -86,7 +86,8 @@ def test_native_size_pads_as_keras_unless_told_otherwise(served: Mirror, tmp_pat
         out = tmp_path / f"f{flag}.parquet"
         result = runner.invoke(app, [*base, *([flag] if flag else []), "--out", str(out)])
         assert result.exit_code == 0, result.output
-        features[flag] = pl.read_parquet(out).select(pl.selectors.starts_with("feature_"))
+        features[flag] = pl.read_parquet(out).select(pl.exclude("^Metadata_.*$"))
+        assert features[flag].width == 2 * 1280
     assert features[""].equals(features["--keras-padding"])
     assert not features[""].equals(features["--tf-padding"])
 

@@ -54,7 +54,7 @@ def test_coos7_images_then_extract(tmp_path: Path) -> None:
         "Golgi",
         "Peroxisomes",
     ]
-    assert sum(c.startswith("feature_") for c in features.columns) == 2 * 1280  # concat-norm
+    assert sum(c.startswith("Cells_CNN_") for c in features.columns) == 2 * 1280  # concat-norm
 
 
 @pytest.mark.realdata
@@ -73,7 +73,7 @@ def test_yeast_toy_images_then_extract(tmp_path: Path) -> None:
     features = _extract(tmp_path / "few.parquet", raw, tmp_path / "features.parquet")
     assert features.height == 10
     assert features["Metadata_Label"].to_list() == few["Metadata_Label"].to_list()
-    assert features.select(pl.col("^feature_.*$")).to_numpy().std(0).max() > 0
+    assert features.select(pl.col("^Cells_CNN_.*$")).to_numpy().std(0).max() > 0
 
 
 def test_benchmark_images_errors_are_one_line(tmp_path: Path) -> None:

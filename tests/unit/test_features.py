@@ -157,8 +157,10 @@ def test_run_extract_writes_pycytominer_style_parquet(tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     frame = pd.read_parquet(out)
     assert list(frame.columns[:3]) == ["Metadata_plate", "Metadata_well", "Metadata_channel_paths"]
-    feats = [c for c in frame.columns if c.startswith("feature_")]
+    feats = [c for c in frame.columns if c.startswith("Cells_CNN_")]
     assert len(feats) == 2 * 1280 and frame.shape == (3, 3 + 2560)
+    # each fusion part keeps its own model token; merge modes name the channel "merged"
+    assert feats[0] == "Cells_CNN_random_merged_0000" and feats[-1] == "Cells_CNN_c_merged_1279"
     info = json.loads(pq.read_schema(out).metadata[b"cytoimagenet"])
     assert info["config"]["model"].startswith("fusion:") and info["shape"] == [3, 2560]
     assert (tmp_path / "features.provenance.json").is_file()

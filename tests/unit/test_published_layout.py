@@ -158,7 +158,7 @@ def test_extract_cli_runs_on_the_published_metadata(published: Path, tmp_path: P
     assert result.exit_code == 0, result.output
     features = pl.read_parquet(out)
     assert features.height == pl.read_csv(published / "metadata.csv").height
-    assert "Metadata_idx" in features.columns and "feature_00000" in features.columns
+    assert "Metadata_idx" in features.columns and "Cells_CNN_random_ch0_0000" in features.columns
 
 
 def test_class_grid_reads_the_published_layout(published: Path, tmp_path: Path) -> None:

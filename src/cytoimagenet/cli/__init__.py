@@ -14,6 +14,8 @@ from cytoimagenet.cli import (
     evaluate,
     features,
     finetune,
+    images,
+    profile,
     report,
     score,
     sources,
@@ -30,8 +32,10 @@ app = typer.Typer(
 app.add_typer(sources.app, name="sources")
 data.register(app)
 features.register(app)
+images.register(app)
 train.register(app)
 evaluate.register(app)
+profile.register(app)
 report.register(app)
 score.register(app)
 finetune.register(app)

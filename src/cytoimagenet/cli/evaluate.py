@@ -1,4 +1,4 @@
-"""The ``evaluate`` command: kNN accuracy of a feature table on BBBC021, COOS-7 or CYCLoPs."""
+"""The ``evaluate`` command: kNN accuracy on BBBC021, COOS-7 or CYCLoPs, and copairs mAP."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def register(app: typer.Typer) -> None:
 
 @friendly
 def evaluate(
-    benchmark: Annotated[str, typer.Argument(help="bbbc021 | coos7 | cyclops")],
+    benchmark: Annotated[
+        str, typer.Argument(help="bbbc021 | coos7 | cyclops | profiles (mAP of any profiles)")
+    ],
     features: Annotated[
         Path,
         typer.Option(help="Feature table (.parquet, .csv, .csv.gz): Metadata_* + numeric columns."),
@@ -27,7 +29,11 @@ def evaluate(
         str | None, typer.Option(help="BBBC021: cytoimagenet (default) | standard.")
     ] = None,
     metric: Annotated[
-        str | None, typer.Option(help="cosine | pearson | euclidean (default: the protocol's).")
+        str | None,
+        typer.Option(
+            help="cosine | pearson | euclidean (default: the protocol's); bbbc021: 'map' adds "
+            "copairs mAP (as --map)."
+        ),
     ] = None,
     normalize: Annotated[
         str | None, typer.Option(help="none | zscore | plate-dmso (default: the protocol's).")
@@ -56,8 +62,28 @@ def evaluate(
     ignore_non_numeric: Annotated[
         bool, typer.Option(help="Drop non-numeric, non-Metadata_ columns instead of refusing.")
     ] = False,
+    map_: Annotated[
+        bool,
+        typer.Option(
+            "--map/--no-map",
+            help="BBBC021: also copairs mAP (phenotypic activity and consistency).",
+        ),
+    ] = False,
+    null_size: Annotated[int, typer.Option(help="mAP: draws of the permutation null.")] = 10_000,
+    fdr: Annotated[float, typer.Option(help="mAP: FDR level of 'significant'.")] = 0.05,
+    group_by: Annotated[
+        str | None,
+        typer.Option(help="profiles: comma-separated columns naming a treatment."),
+    ] = None,
+    control: Annotated[
+        str | None, typer.Option(help="profiles: the control rows, COL=VALUE (Compound=DMSO).")
+    ] = None,
+    moa_column: Annotated[
+        str | None,
+        typer.Option(help="profiles: annotation for phenotypic consistency (e.g. Metadata_MoA)."),
+    ] = None,
 ) -> None:
-    """Score precomputed features with a benchmark's exact kNN protocol; write RESULT.json."""
+    """Score features with a benchmark's exact kNN protocol or copairs mAP; write RESULT.json."""
     from cytoimagenet.config import validate_job
     from cytoimagenet.evaluation.result import summary_line
     from cytoimagenet.evaluation.step import EvaluateJob, run_evaluate
@@ -78,6 +104,12 @@ def evaluate(
         bootstrap=bootstrap,
         seed=seed,
         ignore_non_numeric=ignore_non_numeric,
+        map=map_,
+        null_size=null_size,
+        fdr=fdr,
+        group_by=None if group_by is None else group_by.split(","),
+        control=control,
+        moa_column=moa_column,
     )
     with reading(job.features, job.moa):
         result = run_evaluate(job)

@@ -21,7 +21,8 @@ def extract(
         str,
         typer.Option(
             help="random | imagenet | lite0-imagenet | cytoimagenet (the published weights) | "
-            "keras:PATH.h5 | CHECKPOINT | fusion:A+B"
+            "keras:PATH.h5 | CHECKPOINT | intensity (raw intensity statistics, no network) | "
+            "fusion:A+B"
         ),
     ],
     images: Annotated[Path, typer.Option(help="Images table (.parquet/.csv).")],
@@ -48,6 +49,20 @@ def extract(
             show_default=False,
         ),
     ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Model token of the column names Cells_CNN_<name>_<channel>_<i> "
+            "(default: from --model; not for fusion)."
+        ),
+    ] = None,
+    illumination: Annotated[
+        Path | None,
+        typer.Option(
+            help="Divide images by flat fields first: a folder `cytoimagenet illumination` "
+            "wrote, or one .npy/.tif file."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Extract penultimate-layer features of every image in a table."""
@@ -69,6 +84,8 @@ def extract(
         device=device,
         seed=seed,
         keras_padding=keras_padding,
+        name=name,
+        illumination=illumination,
     )
     with reading(job.images):
         meta = run_extract(job, progress=progress)

@@ -309,16 +309,29 @@ def _score(
     return score_entry(t, p, ci=proto.ci, extra=extra)
 
 
-def evaluate_bbbc021(
-    table: FeatureTable, proto: Bbbc021Protocol, moa: Path | None = None
-) -> dict[str, dict[str, object]]:
-    """Run the protocol on a feature table; return the ``scores`` (``nsc``, maybe ``nscb``).
+@dataclass(frozen=True)
+class Prepared:
+    """A BBBC021 table after the protocol's normalisation (see :func:`prepare`).
+
+    ``x`` holds the normalised features of every row (rows neither evaluated nor DMSO are
+    zeros); ``rows`` is the metadata of the evaluated rows with a ``__batch`` column.
+    """
+
+    meta: pl.DataFrame
+    x: np.ndarray
+    evaluated: np.ndarray
+    control: np.ndarray
+    rows: pl.DataFrame
+
+
+def prepare(table: FeatureTable, proto: Bbbc021Protocol, moa: Path | None = None) -> Prepared:
+    """Join the MoA, find DMSO and evaluated rows, and normalise as the protocol says.
 
     Raises
     ------
     SchemaError
-        On missing metadata columns, no MoA, missing controls where normalisation needs
-        them, or inconsistent treatments.
+        On missing metadata columns, no MoA, or missing controls where normalisation needs
+        them.
     """
     table = attach_moa(table, moa)
     meta = table.meta
@@ -330,9 +343,9 @@ def evaluate_bbbc021(
     if not evaluated.any():
         raise SchemaError(f"{table.source}: no row has an MoA (and is not {CONTROL})")
     x = table.features
+    keep = evaluated | control
     if proto.normalize == "plate-dmso":
         table.require([PLATE], " (per-plate DMSO normalisation)")
-        keep = evaluated | control
         plates = meta[PLATE].to_numpy()
         x = np.zeros_like(x)
         x[keep] = plate_dmso(table.features[keep], plates[keep], control[keep], table.source)
@@ -343,10 +356,26 @@ def evaluate_bbbc021(
             raise SchemaError(f"{table.source}: sphering needs at least two {CONTROL} rows")
         sph = Sphering(proto.sphere_ridge).fit(x[control])
         whitened = np.zeros_like(x)
-        whitened[evaluated] = sph.transform(x[evaluated])
+        whitened[keep] = sph.transform(x[keep])
         x = whitened
     batches = _batches(meta, table.source) if "nscb" in proto.scores else ["?"] * meta.height
     rows = meta.with_columns(pl.Series("__batch", batches)).filter(pl.Series(evaluated))
+    return Prepared(meta, x, evaluated, control, rows)
+
+
+def evaluate_bbbc021(
+    table: FeatureTable, proto: Bbbc021Protocol, moa: Path | None = None
+) -> dict[str, dict[str, object]]:
+    """Run the protocol on a feature table; return the ``scores`` (``nsc``, maybe ``nscb``).
+
+    Raises
+    ------
+    SchemaError
+        On missing metadata columns, no MoA, missing controls where normalisation needs
+        them, or inconsistent treatments.
+    """
+    prep = prepare(table, proto, moa)
+    x, evaluated, rows = prep.x, prep.evaluated, prep.rows
     treat, profiles = treatment_profiles(rows, x[evaluated], proto.aggregate, table.source)
     source = table.source
     check_classes(

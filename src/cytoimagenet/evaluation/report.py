@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cytoimagenet.errors import ConfigError
+from cytoimagenet.evaluation.mean_ap import format_map
 from cytoimagenet.evaluation.result import read_result as read_result  # re-exported
 
 BENCHMARK_TITLES: Final = {
@@ -23,7 +24,9 @@ BENCHMARK_TITLES: Final = {
     "cyclops": "CYCLoPs",
     "coos7": "COOS-7",
     "bbbc014": "BBBC014",
+    "profiles": "Profiles",
 }
+MAP_KINDS: Final = ("activity", "consistency")
 #: Score keys written in capitals in row labels (NSC, NSCB …); others stay as written.
 ACRONYMS: Final = frozenset({"nsc", "nscb", "nsb", "loo"})
 EMPTY: Final = "—"
@@ -32,6 +35,11 @@ LEGEND: Final = (
     "interval is symmetric, [low, high] where it is not. Best per row in **bold**. "
     "n = items scored (treatments, images or cells)."
 )
+MAP_LEGEND: Final = (
+    " mAP rows: copairs' mean average precision averaged over the groups (treatments for "
+    "activity, MoAs for consistency), with how many groups are significant at the FDR level; "
+    "n = groups."
+)
 
 
 def scores_of(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -39,7 +47,15 @@ def scores_of(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     scores = result.get("scores") or {}
     if scores:
         return list(scores.items())
+    if result.get("accuracy") is None and result.get("map"):
+        return []  # an mAP-only result (evaluate profiles)
     return [(str(result.get("primary") or "accuracy"), result)]
+
+
+def map_entries(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Return ``(kind, entry)`` of the result's mAP analyses (activity, consistency)."""
+    block = result.get("map") or {}
+    return [(kind, block[kind]) for kind in MAP_KINDS if block.get(kind)]
 
 
 def format_cell(score: Mapping[str, Any]) -> str:
@@ -191,8 +207,9 @@ def results_grid(results: Sequence[Mapping[str, Any]]) -> ResultsGrid:
         if name not in feature_sets:
             feature_sets.append(name)
         entries = scores_of(result)
-        multi[key] = multi.get(key, False) or len(entries) > 1
-        for score_key, score in entries:
+        maps = [(f"mAP {kind}", entry) for kind, entry in map_entries(result)]
+        multi[key] = multi.get(key, False) or len(entries) > 1 or bool(maps)
+        for score_key, score in [*entries, *maps]:
             row = cells.setdefault((key, score_key), {})
             if name in row:
                 raise ConfigError(
@@ -214,15 +231,18 @@ def results_grid(results: Sequence[Mapping[str, Any]]) -> ResultsGrid:
         by_set = cells[(key, score_key)]
         title = benchmark_title(key[0])
         label = f"{title} {score_title(score_key)}" if multi[key] else title
-        ns = sorted({int(s["n"]) for s in by_set.values() if s.get("n") is not None})
+        is_map = score_key.startswith("mAP ")
+        count = "groups" if is_map else "n"
+        ns = sorted({int(s[count]) for s in by_set.values() if s.get(count) is not None})
         n_text = EMPTY if not ns else str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
         line = [label, groups[key].label, n_text]
-        line += [format_cell(by_set[f]) if f in by_set else EMPTY for f in feature_sets]
+        cell = format_map if is_map else format_cell
+        line += [cell(dict(by_set[f])) if f in by_set else EMPTY for f in feature_sets]
         rows.append(line)
         values = {
-            f: round(100 * s["accuracy"], 2)
+            f: round(s["map"], 3) if is_map else round(100 * s["accuracy"], 2)
             for f, s in by_set.items()
-            if s.get("accuracy") is not None
+            if s.get("map" if is_map else "accuracy") is not None
         }
         if len(values) > 1:
             best = max(values.values())
@@ -282,9 +302,18 @@ def results_table(results: Sequence[Mapping[str, Any]]) -> str:
         Parsed RESULT.json objects (see :func:`read_result`).
     """
     grid = results_grid(results)
+    maps = list(
+        dict.fromkeys(
+            f"- **{benchmark_title(str(r['benchmark']))} · mAP**: {_md(r['map']['description'])}"
+            for r in results
+            if (r.get("map") or {}).get("description") and r["benchmark"] != "profiles"
+        )
+    )
+    extra = "\n" + "\n".join(maps) if maps else ""
+    legend = LEGEND + (MAP_LEGEND if any(r.get("map") for r in results) else "")
     return (
-        f"{grid_markdown(grid)}\n\n{LEGEND}\n\n### Protocols\n\n"
-        f"{protocols_markdown(grid.protocols)}\n"
+        f"{grid_markdown(grid)}\n\n{legend}\n\n### Protocols\n\n"
+        f"{protocols_markdown(grid.protocols)}{extra}\n"
     )
 
 

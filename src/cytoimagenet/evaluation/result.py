@@ -265,6 +265,18 @@ def format_score(score: Mapping[str, object]) -> str:
     return f"{acc:.2f} % [{low:.2f}, {high:.2f}] {counts}"
 
 
+def map_summary(result: Mapping[str, object]) -> str:
+    """Return ``mAP activity 0.734 (9/12 q<0.05); mAP consistency …`` of a result's ``map``."""
+    from cytoimagenet.evaluation.mean_ap import format_map
+
+    block: Mapping[str, Any] = result.get("map") or {}  # type: ignore[assignment]
+    return "; ".join(
+        f"mAP {kind} {format_map(block[kind])}"
+        for kind in ("activity", "consistency")
+        if kind in block
+    )
+
+
 def summary_line(result: Mapping[str, object]) -> str:
     """Return the one-line summary the ``evaluate`` command prints.
 
@@ -275,8 +287,12 @@ def summary_line(result: Mapping[str, object]) -> str:
     scores: Mapping[str, Mapping[str, object]] = result["scores"]  # type: ignore[assignment]
     knn = f"{protocol.get('k')}-NN {protocol.get('metric')}"
     bench = str(result["benchmark"])
+    if bench == "profiles":
+        return f"profiles {protocol.get('metric')} {map_summary(result)}"
     if bench == "bbbc021":
         parts = [f"{name.upper()} {knn}: {format_score(s)}" for name, s in scores.items()]
+        if result.get("map"):
+            parts.append(map_summary(result))
         return f"{bench} {protocol['name']} " + "; ".join(parts)
     if bench == "cyclops":
         return f"{bench} leave-one-out {knn}: {format_score(scores[str(result['primary'])])}"

@@ -7,6 +7,7 @@ frozen description go into the result next to the numbers.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,10 +16,12 @@ from pydantic import Field, field_validator, model_validator
 from cytoimagenet.config import _Job
 from cytoimagenet.evaluation.checks import check_identical
 from cytoimagenet.evaluation.feature_table import TABLE_SUFFIXES, read_feature_table, table_suffix
-from cytoimagenet.evaluation.result import build_result, write_result
+from cytoimagenet.evaluation.result import RESULT_FORMAT, build_result, write_result
 from cytoimagenet.fields import JsonOut, existing_file
 
-Benchmark = Literal["bbbc021", "coos7", "cyclops"]
+Benchmark = Literal["bbbc021", "coos7", "cyclops", "profiles"]
+#: copairs' name of each kNN metric, for mAP.
+MAP_DISTANCE = {"cosine": "cosine", "pearson": "correlation", "euclidean": "euclidean"}
 
 
 class EvaluateJob(_Job):
@@ -26,8 +29,9 @@ class EvaluateJob(_Job):
 
     Attributes
     ----------
-    benchmark : {"bbbc021", "coos7", "cyclops"}
-        Which benchmark's protocol to run.
+    benchmark : {"bbbc021", "coos7", "cyclops", "profiles"}
+        Which benchmark's protocol to run (``profiles``: mAP of any profile table,
+        :mod:`cytoimagenet.evaluation.profiles`).
     features : Path
         Parquet or CSV/TSV (``.gz`` allowed): ``Metadata_*`` columns + numeric features.
     out : Path
@@ -47,6 +51,14 @@ class EvaluateJob(_Job):
         Bootstrap replicates and seed (BBBC021 standard protocol).
     ignore_non_numeric : bool
         Drop non-numeric columns that are not ``Metadata_*`` instead of refusing the table.
+    map : bool
+        BBBC021: also copairs mAP (activity and consistency); ``metric="map"`` sets it.
+        Always on for ``profiles``.
+    null_size, fdr : int, float
+        mAP: draws of the permutation null, and the FDR level of "significant".
+    group_by, control, moa_column : optional
+        ``profiles`` only: the columns naming a treatment, ``COL=VALUE`` of the controls,
+        and the annotation for phenotypic consistency.
     """
 
     benchmark: Benchmark
@@ -54,6 +66,12 @@ class EvaluateJob(_Job):
     out: JsonOut
     protocol: Literal["cytoimagenet", "standard"] | None = None
     metric: Literal["cosine", "pearson", "euclidean"] | None = None
+    map: bool = False
+    null_size: int = Field(default=10_000, ge=10, le=10_000_000)
+    fdr: float = Field(default=0.05, gt=0, lt=1)
+    group_by: list[str] | None = None
+    control: str | None = None
+    moa_column: str | None = None
     normalize: Literal["none", "zscore", "plate-dmso"] | None = None
     k: int | None = Field(default=None, ge=1, le=1000)
     sphere: bool | None = None
@@ -63,6 +81,42 @@ class EvaluateJob(_Job):
     bootstrap: int = Field(default=2000, ge=1, le=1_000_000)
     seed: int = 0
     ignore_non_numeric: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metric_map(cls, data: Any) -> Any:
+        # ``--metric map`` asks for mAP next to the kNN, whose metric stays the protocol's.
+        if isinstance(data, dict) and data.get("metric") == "map":
+            data = {**data, "metric": None, "map": True}
+        return data
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_columns(cls, value: list[str] | None) -> list[str] | None:
+        from cytoimagenet.evaluation.profiles import metadata_name
+
+        if value is None:
+            return value
+        names = [metadata_name(v.strip()) for v in value if v.strip()]
+        if not names:
+            raise ValueError("--group-by: name at least one metadata column")
+        return list(dict.fromkeys(names))
+
+    @field_validator("control")
+    @classmethod
+    def _control_pair(cls, value: str | None) -> str | None:
+        from cytoimagenet.evaluation.profiles import parse_control
+
+        if value is None:
+            return value
+        return "=".join(parse_control(value))
+
+    @field_validator("moa_column")
+    @classmethod
+    def _moa_column(cls, value: str | None) -> str | None:
+        from cytoimagenet.evaluation.profiles import metadata_name
+
+        return None if value is None else metadata_name(value.strip())
 
     @field_validator("features")
     @classmethod
@@ -87,8 +141,30 @@ class EvaluateJob(_Job):
             ]
             if self.normalize == "plate-dmso":
                 wrong.append("--normalize plate-dmso")
+            if self.map and self.benchmark != "profiles":
+                wrong.append("--map (--metric map)")
             if wrong:
                 raise ValueError(f"{', '.join(wrong)}: only for bbbc021, not {self.benchmark}")
+        given = [
+            opt
+            for opt, value in (
+                ("--group-by", self.group_by),
+                ("--control", self.control),
+                ("--moa-column", self.moa_column),
+            )
+            if value
+        ]
+        if self.benchmark != "profiles" and given:
+            raise ValueError(f"{', '.join(given)}: only for profiles, not {self.benchmark}")
+        if self.benchmark == "profiles":
+            if not self.group_by or not self.control:
+                raise ValueError(
+                    "profiles needs --group-by COLS (the columns naming a treatment) and "
+                    "--control COL=VALUE (the control rows)"
+                )
+            knn = [o for o, v in (("--k", self.k), ("--normalize", self.normalize)) if v]
+            if knn:
+                raise ValueError(f"{', '.join(knn)}: kNN options, not for profiles (mAP only)")
         return self
 
     def feature_set(self) -> str:
@@ -107,12 +183,64 @@ def _warnings(scores: dict[str, dict[str, object]]) -> list[str]:
     return out
 
 
+def _map_settings(job: EvaluateJob, metric: str) -> Any:
+    from cytoimagenet.evaluation.mean_ap import MapSettings
+
+    return MapSettings(
+        distance=MAP_DISTANCE[metric], null_size=job.null_size, threshold=job.fdr, seed=job.seed
+    )
+
+
+def _run_profiles(job: EvaluateJob, table: Any) -> dict[str, object]:
+    """Run the ``profiles`` benchmark: mAP only, the headline accuracy fields empty."""
+    from cytoimagenet.evaluation.profiles import evaluate_profiles, parse_control
+    from cytoimagenet.evaluation.result import versions, with_input
+    from cytoimagenet.provenance import sha256_file
+
+    assert job.group_by is not None and job.control is not None  # noqa: S101 - validated
+    settings = _map_settings(job, job.metric or "cosine")
+    protocol, block = evaluate_profiles(
+        table, job.group_by, parse_control(job.control), job.moa_column, settings
+    )
+    activity: dict[str, Any] = block["activity"]  # type: ignore[assignment]
+    base = {
+        "format": RESULT_FORMAT,
+        "benchmark": "profiles",
+        "protocol": protocol,
+        "primary": "map",
+        "accuracy": None,
+        "correct": None,
+        "n": activity["groups"],
+        "ci95": None,
+        "scores": {},
+        "map": block,
+        "versions": versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    result = with_input(
+        base,
+        feature_set=job.feature_set(),
+        features=job.features,
+        features_sha256=sha256_file(job.features),
+    )
+    result["config"] = job.resolved()
+    write_result(job.out, result)
+    return result
+
+
 def run_evaluate(job: EvaluateJob) -> dict[str, object]:
     """Run the job's benchmark on its feature table, write RESULT.json and return it."""
     from cytoimagenet.provenance import sha256_file
 
+    if job.map or job.benchmark == "profiles":
+        from cytoimagenet.evaluation.mean_ap import require_copairs
+
+        require_copairs()  # before any work
     table = read_feature_table(job.features, ignore_non_numeric=job.ignore_non_numeric)
     check_identical(table.features, str(job.features), "row")
+    if job.benchmark == "profiles":
+        return _run_profiles(job, table)
+    map_block = None
     if job.benchmark == "bbbc021":
         from cytoimagenet.evaluation.bbbc021 import evaluate_bbbc021, resolve_protocol
 
@@ -129,6 +257,10 @@ def run_evaluate(job: EvaluateJob) -> dict[str, object]:
         scores = evaluate_bbbc021(table, proto, job.moa)
         block = proto.block()
         primary = "nsc"
+        if job.map:
+            from cytoimagenet.evaluation.bbbc021_map import map_bbbc021
+
+            map_block = map_bbbc021(table, proto, job.moa, _map_settings(job, proto.metric))
     else:
         from cytoimagenet.evaluation.singlecell import (
             evaluate_coos7,
@@ -159,6 +291,8 @@ def run_evaluate(job: EvaluateJob) -> dict[str, object]:
         "constant_feature_columns": constant,
         "warnings": _warnings(scores),
     }
+    if map_block is not None:
+        result["map"] = map_block
     result["config"] = job.resolved()
     write_result(job.out, result)
     return result

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cytoimagenet.errors import ConfigError
-from cytoimagenet.features.inputs import Mode, channel_inputs
+from cytoimagenet.features.inputs import Mode, mode_inputs
+from cytoimagenet.features.planes import FieldSource, FileFields
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +45,7 @@ def _forward(
 
 def extract_features(
     backbone: Backbone,
-    files: Sequence[Sequence[Path]],
+    files: Sequence[Sequence[Path]] | FieldSource,
     mode: Mode,
     size: int | None,
     *,
@@ -58,8 +59,9 @@ def extract_features(
 
     Parameters
     ----------
-    files : sequence of sequences of Path
-        The channel files of each image.
+    files : sequence of sequences of Path, or FieldSource
+        The channel files of each image, or any source of planes (crops of files, flat-field
+        corrected files, arrays: :mod:`cytoimagenet.features.planes`).
     mode : Mode
         Concat or merge, normalised or raw (see :mod:`cytoimagenet.features.inputs`).
     size : int or None
@@ -71,25 +73,26 @@ def extract_features(
     """
     import torch
 
-    if not files:
+    fields = files if isinstance(files, FieldSource) else FileFields(files)
+    if not len(fields):
         raise ConfigError("no images to extract features from")
     dev = torch.device(device)
     model = backbone.model.eval().to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     width = backbone.num_features
-    n_inputs = len(channel_inputs(list(files[0]), mode, size))
-    out = np.empty((len(files), n_inputs * width), np.float32)
+    n_inputs = len(mode_inputs(fields.planes(0), mode, size))
+    out = np.empty((len(fields), n_inputs * width), np.float32)
 
     def load(rows: range) -> list[list[np.ndarray]]:
-        return [channel_inputs(list(files[i]), mode, size) for i in rows]
+        return [mode_inputs(fields.planes(i), mode, size) for i in rows]
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(files), unit="img", desc="extract")
-    chunks = list(_chunks(len(files), batch_size))
+        bar = tqdm(total=len(fields), unit="img", desc="extract")
+    chunks = list(_chunks(len(fields), batch_size))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, torch.inference_mode():
         # One chunk is prepared per worker ahead of the model; no more, to bound memory.
         ahead: list[Future] = [pool.submit(load, c) for c in chunks[: max(1, workers)]]
@@ -102,7 +105,7 @@ def extract_features(
             for row, images in zip(rows, inputs, strict=True):
                 if len(images) != n_inputs:
                     raise ConfigError(
-                        f"{files[row][0]}: {len(images)} channel planes, but earlier images "
+                        f"{fields.name(row)}: {len(images)} channel planes, but earlier images "
                         f"had {n_inputs}; concat modes need the same channels for every image"
                     )
                 for c, image in enumerate(images):

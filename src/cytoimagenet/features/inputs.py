@@ -68,7 +68,11 @@ def channel_inputs(files: list[Path], mode: Mode, size: int | None) -> list[np.n
 
     One input per channel for concat modes, a single merged input otherwise.
     """
-    planes = read_field(files)
+    return mode_inputs(read_field(files), mode, size)
+
+
+def mode_inputs(planes: list[np.ndarray], mode: Mode, size: int | None) -> list[np.ndarray]:
+    """Turn one image's planes (full bit depth) into its model inputs (float32 on [0, 1])."""
     if mode.concat:
         images = [normalize(p) if mode.norm else raw_scale(p) for p in planes]
     elif mode.norm:

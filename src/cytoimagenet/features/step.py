@@ -2,12 +2,15 @@
 
 Model specs: ``random``, ``imagenet``, ``lite0-imagenet``, ``cytoimagenet`` (the authors'
 published weights, fetched once and cached), ``keras:PATH``, a checkpoint or
-weights file, or ``fusion:A+B`` (features of A and B, each z-scored over the images, then
-concatenated — the paper's headline model).
+weights file, ``intensity`` (per-channel raw intensity statistics, no network:
+:mod:`cytoimagenet.features.intensity`), or ``fusion:A+B`` (features of A and B, each
+z-scored over the images, then concatenated — the paper's headline model).
 
 The output follows the pycytominer convention: ``Metadata_<column>`` for every scalar column
-of the images table, then ``feature_NNNNN`` columns (concat modes: channel-major blocks of the
-backbone's width). The Parquet schema metadata records the spec, mode, size and versions.
+of the images table, then feature columns named ``Cells_CNN_<model>_<channel>_<i>`` or
+``Cells_Intensity_<channel>_<stat>`` (:mod:`cytoimagenet.features.naming`; concat modes:
+channel-major blocks of the backbone's width), which pycytominer's ``features="infer"``
+finds. The Parquet schema metadata records the spec, mode, size, column scheme and versions.
 """
 
 from __future__ import annotations
@@ -18,12 +21,23 @@ from typing import Annotated, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cytoimagenet.config import _Job
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.features.extract import extract_features, fuse
+from cytoimagenet.features.images_in import table_fields
 from cytoimagenet.features.inputs import MODES
+from cytoimagenet.features.naming import (
+    MERGED,
+    channel_tokens,
+    cnn_names,
+    distinct,
+    intensity_names,
+    model_token,
+    token,
+)
+from cytoimagenet.features.planes import FileFields
 from cytoimagenet.fields import Device, ParquetOut, existing_file
 from cytoimagenet.io.atomic import atomic_path
 from cytoimagenet.io.parquet import native_stderr_held
@@ -31,6 +45,7 @@ from cytoimagenet.provenance import environment, write_provenance
 from cytoimagenet.training.published import is_published_table, resolve_folders
 
 FUSION_PREFIX = "fusion:"
+INTENSITY = "intensity"
 
 
 class ExtractJob(_Job):
@@ -52,6 +67,13 @@ class ExtractJob(_Job):
     keras_padding : bool or None
         Keras's stride-2 padding (exact for Keras weights at any native size) or timm's
         TF-SAME; None follows the weights (Keras's for ``keras:`` and ``cytoimagenet``).
+    name : str, optional
+        The ``<model>`` token of the feature column names (default: derived from the spec,
+        :func:`~cytoimagenet.features.naming.model_token`); not for fusion.
+    illumination : Path, optional
+        Flat fields to divide every image by before the mode's normalisation: a folder
+        ``cytoimagenet illumination`` wrote (per plate and channel), or one ``.npy``/TIFF
+        file (:mod:`cytoimagenet.images.illumination_step`).
     """
 
     model: str
@@ -67,6 +89,22 @@ class ExtractJob(_Job):
     device: Device = "cpu"
     seed: int = 0
     keras_padding: bool | None = None
+    name: str | None = None
+    illumination: Path | None = None
+
+    @field_validator("illumination")
+    @classmethod
+    def _illumination_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.exists():
+            raise ValueError(f"{value}: no such illumination folder or flat-field file")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_token(cls, value: str | None) -> str | None:
+        if value is not None and not token(value):
+            raise ValueError(f"--name {value!r}: needs at least one letter or digit")
+        return value
 
     @field_validator("model")
     @classmethod
@@ -78,6 +116,12 @@ class ExtractJob(_Job):
                     f"{value!r}: write fusion as fusion:A+B (e.g. fusion:imagenet+ckpt.pt)"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _name_not_for_fusion(self) -> ExtractJob:
+        if self.name is not None and self.model.startswith(FUSION_PREFIX):
+            raise ValueError("--name is for one model; fusion parts keep their own names")
+        return self
 
 
 def _read_table(path: Path) -> pl.DataFrame:
@@ -180,9 +224,41 @@ def metadata_columns(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(exprs)
 
 
+def table_channel_names(frame: pl.DataFrame) -> list[str] | None:
+    """Return the images table's channel names when every row has the same, else ``None``.
+
+    They come from a ``channels`` (or ``Metadata_channels``) column: a list, or ``|``-joined.
+    """
+    name = next((c for c in ("channels", "Metadata_channels") if c in frame.columns), None)
+    if name is None or frame.height == 0:
+        return None
+    column = frame[name]
+    if column.dtype == pl.String:
+        column = column.str.split("|")
+    if column.dtype != pl.List(pl.String) or column.null_count() or column.n_unique() != 1:
+        return None
+    return list(column[0])
+
+
 def _features_for(
-    spec: str, job: ExtractJob, files: list[list[Path]], progress: bool
-) -> np.ndarray:
+    spec: str,
+    job: ExtractJob,
+    files: list[list[Path]] | FileFields,
+    progress: bool,
+    *,
+    channels: list[str] | None,
+    model: str,
+) -> tuple[np.ndarray, list[str]]:
+    """One spec's features and their column names (see :mod:`~cytoimagenet.features.naming`).
+
+    ``channels`` are the table's channel names (or ``None``: ``ch0``, ``ch1`` …); ``model``
+    is the ``<model>`` token of CNN columns.
+    """
+    if spec == INTENSITY:
+        from cytoimagenet.features.intensity import STATS, intensity_features
+
+        x = intensity_features(files, workers=job.workers, progress=progress)
+        return x, intensity_names(channel_tokens(channels, x.shape[1] // len(STATS)), STATS)
     from cytoimagenet.models.factory import create_backbone
 
     backbone = create_backbone(
@@ -192,7 +268,7 @@ def _features_for(
         seed=job.seed,
         keras_padding=job.keras_padding,
     )
-    return extract_features(
+    x = extract_features(
         backbone,
         files,
         MODES[job.mode],
@@ -202,13 +278,29 @@ def _features_for(
         device=job.device,
         progress=progress,
     )
+    width = backbone.num_features
+    blocks = channel_tokens(channels, x.shape[1] // width) if MODES[job.mode].concat else [MERGED]
+    return x, cnn_names(model, blocks, width)
 
 
-def write_features(meta: pl.DataFrame, features: np.ndarray, out: Path, info: dict) -> None:
-    """Write ``Metadata_*`` + ``feature_*`` columns to Parquet, atomically, with ``info``."""
+def write_features(
+    meta: pl.DataFrame,
+    features: np.ndarray,
+    out: Path,
+    info: dict,
+    names: list[str] | None = None,
+) -> None:
+    """Write ``Metadata_*`` + feature columns to Parquet, atomically, with ``info``.
+
+    ``names`` are the feature columns' names (default ``Cells_CNN_features_all_<i>``, see
+    :mod:`~cytoimagenet.features.naming`).
+    """
     import pyarrow.parquet as pq
 
-    names = [f"feature_{i:05d}" for i in range(features.shape[1])]
+    if names is None:
+        names = cnn_names("features", ["all"], features.shape[1])
+    if len(names) != features.shape[1] or len(set(names)) != len(names):
+        raise ValueError(f"{len(names)} feature names for {features.shape[1]} columns, or repeats")
     table = pl.concat([meta, pl.from_numpy(features, schema=names)], how="horizontal").to_arrow()
     table = table.replace_schema_metadata({b"cytoimagenet": json.dumps(info).encode()})
     with atomic_path(out) as tmp:
@@ -218,15 +310,27 @@ def write_features(meta: pl.DataFrame, features: np.ndarray, out: Path, info: di
 
 def run_extract(job: ExtractJob, *, progress: bool = True) -> pl.DataFrame:
     """Extract, write ``job.out`` (+ ``.provenance.json``) and return the metadata columns."""
-    frame, files = read_images_table(job.images, job.root)
-    if job.model.startswith(FUSION_PREFIX):
-        specs = job.model.removeprefix(FUSION_PREFIX).split("+")
-        features = fuse([_features_for(s, job, files, progress) for s in specs])
-    else:
-        features = _features_for(job.model, job, files, progress)
+    frame, paths = read_images_table(job.images, job.root)
+    # crop boxes (single cells) and flat fields, when the table or job has them
+    files = table_fields(frame, paths, job.images, job.illumination)
+    channels = table_channel_names(frame)
+    fusion = job.model.startswith(FUSION_PREFIX)
+    specs = job.model.removeprefix(FUSION_PREFIX).split("+") if fusion else [job.model]
+    tokens = [token(job.name)] if job.name else distinct([model_token(s) for s in specs])
+    parts = [
+        _features_for(s, job, files, progress, channels=channels, model=t)
+        for s, t in zip(specs, tokens, strict=True)
+    ]
+    features = fuse([x for x, _ in parts]) if fusion else parts[0][0]
+    names = [n for _, part_names in parts for n in part_names]
     meta = metadata_columns(frame)
-    info = {"config": job.resolved(), "environment": environment(), "shape": features.shape}
-    write_features(meta, features, job.out, info)
+    info = {
+        "config": job.resolved(),
+        "environment": environment(),
+        "shape": features.shape,
+        "columns": {"scheme": "cytoimagenet-features/2", "first": names[0], "last": names[-1]},
+    }
+    write_features(meta, features, job.out, info, names)
     write_provenance(
         job.out.with_name(f"{job.out.stem}.provenance.json"),
         command="extract",

@@ -125,6 +125,7 @@ def stage_extract(run: Run) -> list[str]:
             arch=MODEL,
             seed=run.seed,
             workers=2,
+            name=stem,  # columns Cells_CNN_<stem>_<channel>_<i>
         )
         run_extract(job, progress=run.progress)
     if "imagenet" in specs:
@@ -135,8 +136,9 @@ def stage_extract(run: Run) -> list[str]:
         ]
         meta = parts[0].select(pl.col("^Metadata_.*$"))
         arrays = [p.select(pl.exclude("^Metadata_.*$")).to_numpy() for p in parts]
+        names = [c for p in parts for c in p.columns if not c.startswith("Metadata_")]
         info = {"fusion": ["imagenet", "cytoimagenet"], "environment": environment()}
-        write_features(meta, fuse(arrays), run.paths.features / "fusion.parquet", info)
+        write_features(meta, fuse(arrays), run.paths.features / "fusion.parquet", info, names)
         specs["fusion"] = "fusion:imagenet+cytoimagenet"
     return [s for s in FEATURE_SETS if s in specs]
 

@@ -1,0 +1,1 @@
+"""Profiles from feature tables: aggregation, normalisation, feature selection (pycytominer)."""
