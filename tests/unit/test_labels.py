@@ -6,13 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cytoimagenet.curation.labels import (
-    REFUSED_NUMBER,
-    LabelOptions,
-    assign_labels,
-    stage1_strata,
-    stage2_strata,
-)
+from cytoimagenet.curation.labels import REFUSED_NUMBER, LabelOptions, assign_labels
+from cytoimagenet.curation.strata import stage1_strata, stage2_strata
 from cytoimagenet.errors import ConfigError, SchemaError
 from cytoimagenet.schema import LABEL_FIELDS, conform
 

@@ -23,7 +23,6 @@ The algorithm of the CytoImageNet paper (§2.1), with the original code's defect
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ import polars as pl
 
 from cytoimagenet.curation.dose import dose_text
 from cytoimagenet.curation.exclusion import is_excluded
-from cytoimagenet.curation.sampling import group_codes, stratified_sample
+from cytoimagenet.curation.strata import downsample, stratum_codes
 from cytoimagenet.curation.user_tables import Blocked, Synonym, apply_synonyms, blocked_labels
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.schema import LABEL_FIELDS, conform, validate
@@ -45,20 +44,6 @@ CATEGORY_ORDER: tuple[str, ...] = (*LABEL_FIELDS, *OPTIONAL_FIELDS)
 #: A label that is only digits names nothing a reader can check.
 BARE_NUMBER = re.compile(r"^\d+$")
 REFUSED_NUMBER = "refused: bare number (an id, not a name)"
-
-#: Stage-2 strata before removals (the original's list; gene is never a stratum).
-STAGE2_BASE: tuple[str, ...] = (
-    "organism",
-    "cell_type",
-    "cell_visible",
-    "sirna",
-    "compound",
-    "phenotype",
-)
-#: Stage-1 strata before removing the label's own field.
-STAGE1_BASE: tuple[str, ...] = ("dir_name", "organism", "cell_type")
-#: Fields dropped from stage 2 when labelling by a field (siRNA and compound are exclusive).
-EXCLUSIVE: dict[str, str] = {"sirna": "compound", "compound": "sirna"}
 
 
 @dataclass(frozen=True)
@@ -159,44 +144,6 @@ class LabelResult:
             schema={"dir_name": pl.String, "control": pl.String, "images": pl.UInt32}
         )
     )
-
-
-def stage2_strata(category: str, stage1_ran: bool) -> list[str]:
-    """Return the stage-2 strata of a label from ``category`` (original-code.md §2.6).
-
-    Examples
-    --------
-    >>> stage2_strata("compound", stage1_ran=False)
-    ['organism', 'cell_type', 'cell_visible', 'phenotype']
-    >>> stage2_strata("compound", stage1_ran=True)
-    ['cell_visible', 'phenotype']
-    """
-    cols = [c for c in STAGE2_BASE if c != category]
-    if stage1_ran:
-        cols = [c for c in cols if c not in stage1_strata(category)]
-    if category in EXCLUSIVE:
-        cols = [c for c in cols if c != EXCLUSIVE[category]]
-    return cols
-
-
-def stage1_strata(category: str) -> list[str]:
-    """Return the stage-1 strata of a label from ``category``."""
-    return [c for c in STAGE1_BASE if c != category]
-
-
-def _label_rng(seed: int, category: str, label: str) -> np.random.Generator:
-    # One generator per label, keyed by a stable hash: a label's draw does not depend on
-    # Python's hash seed or on how many random numbers earlier labels consumed.
-    digest = hashlib.sha256(f"{category}\x00{label}".encode()).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
-
-
-def _stratum_codes(pool: pl.DataFrame) -> dict[str, np.ndarray]:
-    codes = {}
-    for col in set(STAGE1_BASE) | set(STAGE2_BASE):
-        values = pool[col].list.join("|") if isinstance(pool.schema[col], pl.List) else pool[col]
-        codes[col] = values.fill_null("").rank("dense").cast(pl.Int64).to_numpy()
-    return codes
 
 
 def _tokens(pool: pl.DataFrame, options: LabelOptions) -> pl.DataFrame:
@@ -309,7 +256,7 @@ def assign_labels(
     n = pool.height
     used = np.zeros(n, dtype=bool)
     label_of = np.full(n, -1, dtype=np.int64)
-    codes = _stratum_codes(pool)
+    codes = stratum_codes(pool)
     tokens = _tokens(pool, options)
     cands = tokens.filter(pl.col("images") >= options.threshold).sort(["images", "_rank", "label"])
     names: list[tuple[str, str]] = []
@@ -351,7 +298,15 @@ def assign_labels(
             )
             fate.append({**record, "taken": 0, "status": why})
             continue
-        chosen = _downsample(available, category, label, codes, options)
+        chosen = downsample(
+            available,
+            category,
+            label,
+            codes,
+            class_size=options.class_size,
+            stage1_size=options.stage1_size,
+            seed=options.seed,
+        )
         used[chosen] = True
         label_of[chosen] = len(names)
         names.append((label, category))
@@ -403,23 +358,6 @@ def _unseen(
         label_of[available] = len(names)
         names.append((row["label"], row["category"]))
     return _labelled_table(pool, label_of, names)
-
-
-def _downsample(
-    rows: np.ndarray, category: str, label: str, codes: dict[str, np.ndarray], options: LabelOptions
-) -> np.ndarray:
-    if len(rows) <= options.class_size:
-        return rows
-    rng = _label_rng(options.seed, category, label)
-    stage1_ran = len(rows) > options.stage1_size
-    if stage1_ran:
-        groups = group_codes([codes[c][rows] for c in stage1_strata(category)])
-        rows = rows[stratified_sample(groups, options.stage1_size, rng)]
-    strata = stage2_strata(category, stage1_ran)
-    groups = (
-        group_codes([codes[c][rows] for c in strata]) if strata else np.zeros(len(rows), np.int64)
-    )
-    return rows[stratified_sample(groups, options.class_size, rng)]
 
 
 def _labelled_table(
