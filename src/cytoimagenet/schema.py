@@ -29,6 +29,8 @@ LABEL_FIELDS: Final = (
     "gene",
     "sirna",
 )
+#: Fields outside the paper's seven that a user may still ask to label by (never by default).
+OPTIONAL_LABEL_FIELDS: Final = ("moa", "condition")
 
 _S = pl.String
 _L = pl.List(pl.String)

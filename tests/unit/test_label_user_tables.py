@@ -246,3 +246,17 @@ def test_bad_blocklists_are_one_line_errors(tmp_path: Path, text: str, message: 
     with pytest.raises(ConfigError, match=message) as err:
         read_blocklist(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tables_may_name_the_optional_fields(tmp_path: Path) -> None:
+    path = write(tmp_path / "b.csv", "category,value,reason\nmoa,HDAC inhibitor,too broad\n")
+    assert read_blocklist(path) == (Blocked("moa", "hdac inhibitor", "too broad"),)
+    moa = [["hdac inhibitor"]] * 20 + [["tubulin destabilizer"]] * 13
+    opts = LabelOptions(
+        threshold=5, class_size=50, categories=("moa",), blocklist=read_blocklist(path)
+    )
+    res = assign_labels([table(SCREEN, moa=moa)], opts)
+    assert labels_of(res) == {"tubulin destabilizer": 13}
+    bad = write(tmp_path / "c.csv", "category,value,reason\nstrain,sk1,not a label field\n")
+    with pytest.raises(ConfigError, match="strain"):
+        read_blocklist(bad)

@@ -35,10 +35,9 @@ from cytoimagenet.curation.exclusion import is_excluded
 from cytoimagenet.curation.strata import downsample, stratum_codes
 from cytoimagenet.curation.user_tables import Blocked, Synonym, apply_synonyms, blocked_labels
 from cytoimagenet.errors import ConfigError
-from cytoimagenet.schema import LABEL_FIELDS, conform, validate
+from cytoimagenet.schema import LABEL_FIELDS, OPTIONAL_LABEL_FIELDS, conform, validate
 
-#: Fields outside the paper's seven that a user may still ask to label by (never default).
-OPTIONAL_FIELDS: tuple[str, ...] = ("moa", "condition")
+OPTIONAL_FIELDS: tuple[str, ...] = OPTIONAL_LABEL_FIELDS
 #: Every field a label can come from, in tie-break order.
 CATEGORY_ORDER: tuple[str, ...] = (*LABEL_FIELDS, *OPTIONAL_FIELDS)
 #: A label that is only digits names nothing a reader can check.

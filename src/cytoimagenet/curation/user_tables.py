@@ -30,7 +30,7 @@ import polars as pl
 
 from cytoimagenet.curation.harmonize import GENE_SUFFIX, normalize_token, synonyms
 from cytoimagenet.errors import ConfigError
-from cytoimagenet.schema import LABEL_FIELDS
+from cytoimagenet.schema import LABEL_FIELDS, OPTIONAL_LABEL_FIELDS
 
 SYNONYM_COLUMNS: Final = ("category", "value", "canonical")
 SYNONYM_OPTIONAL: Final = ("reason",)
@@ -58,9 +58,7 @@ class Blocked:
 
 def _categories() -> tuple[str, ...]:
     """Return the label fields a table may name: the paper's seven and the optional ones."""
-    from cytoimagenet.curation import labels  # imports this module: resolved at call time
-
-    return tuple(getattr(labels, "CATEGORY_ORDER", LABEL_FIELDS))
+    return (*LABEL_FIELDS, *OPTIONAL_LABEL_FIELDS)
 
 
 def _token(category: str, raw: str) -> str | None:
