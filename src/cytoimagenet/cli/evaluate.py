@@ -73,7 +73,10 @@ def evaluate(
     fdr: Annotated[float, typer.Option(help="mAP: FDR level of 'significant'.")] = 0.05,
     group_by: Annotated[
         str | None,
-        typer.Option(help="profiles: comma-separated columns naming a treatment."),
+        typer.Option(
+            help="profiles: comma-separated columns naming a treatment; coos7/cyclops: "
+            "neighbours sharing the query's values (e.g. Field, Well, Plate) cannot vote."
+        ),
     ] = None,
     control: Annotated[
         str | None, typer.Option(help="profiles: the control rows, COL=VALUE (Compound=DMSO).")

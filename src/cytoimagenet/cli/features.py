@@ -63,6 +63,19 @@ def extract(
             "wrote, or one .npy/.tif file."
         ),
     ] = None,
+    norm_scope: Annotated[
+        str,
+        typer.Option(
+            help="crop | plate | dataset: where concat-norm/merge-norm take their 0.1/99.9 "
+            "percentiles (plate and dataset keep intensity differences between images)."
+        ),
+    ] = "crop",
+    plate_column: Annotated[
+        str, typer.Option(help="The plate column for --norm-scope plate.")
+    ] = "Metadata_Plate",
+    norm_sample: Annotated[
+        int, typer.Option(help="Images per plate (or dataset) the percentiles come from.")
+    ] = 256,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Extract penultimate-layer features of every image in a table."""
@@ -86,6 +99,9 @@ def extract(
         keras_padding=keras_padding,
         name=name,
         illumination=illumination,
+        norm_scope=norm_scope,
+        plate_column=plate_column,
+        norm_sample=norm_sample,
     )
     with reading(job.images):
         meta = run_extract(job, progress=progress)

@@ -147,6 +147,31 @@ def check_k(k: int, candidates: np.ndarray, source: str, unit: str) -> dict[str,
     return {"queries_short_of_k": short, "warning": text}
 
 
+def check_group_k(
+    k: int, candidates: np.ndarray, group_by: Sequence[str], source: str, unit: str
+) -> None:
+    """Refuse a ``--group-by`` that leaves any query fewer than ``k`` candidate neighbours.
+
+    Ungrouped, a query short of k only votes over fewer neighbours (:func:`check_k` warns);
+    a grouping that starves queries changes the protocol for exactly the cells whose group
+    is large, so it is refused.
+
+    Raises
+    ------
+    SchemaError
+        Naming the grouping, how many queries are short and the fewest candidates.
+    """
+    candidates = np.asarray(candidates, dtype=np.int64)
+    short = int((candidates < k).sum())
+    if short:
+        cols = ",".join(group_by)
+        raise SchemaError(
+            f"{source}: --group-by {cols} leaves {short} of {len(candidates)} {unit}s fewer "
+            f"than k={k} candidate neighbours (the fewest: {int(candidates.min())}) once "
+            f"neighbours sharing their {cols} are excluded: lower --k or group by a finer column"
+        )
+
+
 def group_candidates(groups: Sequence[Hashable]) -> np.ndarray:
     """Candidates of each row when rows of its own group (itself included) are excluded."""
     _, codes, counts = np.unique(

@@ -14,6 +14,11 @@ equality only, and the same channel order is used for every split. They only nam
 
 Unpacking is resumable: files are written under temporary names and renamed, existing cells
 are skipped, and a split whose ``.<split>.done`` marker exists is not opened again.
+
+Per-cell identity (plate, well, field) is read by :func:`release_identity` from any 1-D
+dataset with one value per cell named like ``plate``, ``plateIDs``, ``well_id``, ``field`` or
+``site``; which of them the public files hold was not checked here (no network), so none is
+required and a file without them simply gives none.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
+import polars as pl
 
 from cytoimagenet.errors import MetadataError
 from cytoimagenet.io.atomic import atomic_path
@@ -45,6 +51,7 @@ CHANNELS: Final = ("protein", "nucleus")
 UNPACKED: Final = "coos7_tiff"
 
 _RELEASE = re.compile(r"(?i)^coos7.*?_(training|train|test[1-4])\.(hdf5|h5)$")
+_IDENTITY = re.compile(r"(?i)^(plate|well|field|site)(?:_?ids?|s)?$")
 _BLOCK = 4096
 
 
@@ -106,6 +113,53 @@ def _blocks(path: Path) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
             yield start, np.asarray(data[start : start + _BLOCK]), as_int
 
 
+def _stem(split: str, index: int) -> str:
+    return f"{split}_{index:06d}"
+
+
+def release_identity(release: dict[str, Path]) -> pl.DataFrame | None:
+    """Return the per-cell plate/well/field/site of the release files, or ``None``.
+
+    Parameters
+    ----------
+    release : dict
+        ``{split: file}`` as :func:`find_release` returns it.
+
+    Returns
+    -------
+    polars.DataFrame or None
+        ``Metadata_Cell`` (the unpacked stem, ``<split>_<index>``) and one
+        ``Metadata_Plate``/``Metadata_Well``/``Metadata_Field``/``Metadata_Site`` column per
+        identity dataset found (text; null for a split whose file lacks it); ``None`` when no
+        file holds any.
+    """
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ImportError(
+            "reading COOS-7's HDF5 release needs h5py: pip install 'cytoimagenet[ml]'"
+        ) from exc
+
+    frames = []
+    for split, path in release.items():
+        with h5py.File(path, "r") as handle:
+            n = handle["labels"].shape[0] if "labels" in handle else None
+            columns: dict[str, list[str]] = {}
+            for key in handle:
+                match = _IDENTITY.match(key)
+                item = handle[key]
+                if match and isinstance(item, h5py.Dataset) and n and item.shape in ((n,), (n, 1)):
+                    values = np.asarray(item[()]).reshape(-1)
+                    name = f"Metadata_{match[1].capitalize()}"
+                    columns[name] = [
+                        v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()
+                    ]
+        if columns:
+            stems = [_stem(split, i) for i in range(n or 0)]
+            frames.append(pl.DataFrame({"Metadata_Cell": stems, **columns}))
+    return pl.concat(frames, how="diagonal") if frames else None
+
+
 def _write_split(split: str, path: Path, out: Path, progress: bool) -> int:
     import tifffile
     from tqdm.auto import tqdm
@@ -115,7 +169,7 @@ def _write_split(split: str, path: Path, out: Path, progress: bool) -> int:
         for start, block, codes in _blocks(path):
             for offset, (cell, code) in enumerate(zip(block, codes, strict=True)):
                 folder = out / split / COOS7_CLASSES[code]
-                stem = f"{split}_{start + offset:06d}"
+                stem = _stem(split, start + offset)
                 for plane, channel in zip(cell, CHANNELS, strict=False):
                     target = folder / f"{stem}_{channel}.tif"
                     if not target.exists():

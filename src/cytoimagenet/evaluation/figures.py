@@ -6,15 +6,20 @@ UMAP needs the ``umap`` extra (``umap-learn``); nothing else here does.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from cytoimagenet.errors import ConfigError, CytoImageNetError
 from cytoimagenet.io.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Label columns a UMAP is coloured by when none is named, first present wins.
 LABEL_COLUMNS = ("Metadata_MoA", "Metadata_Label", "Metadata_label")
@@ -42,13 +47,74 @@ def _save(fig: object, path: Path) -> Path:
     return path
 
 
+def _wrap(label: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(label, width, break_long_words=False)) or label
+
+
+def draw_confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]], title: str) -> Figure:
+    """Draw a confusion matrix (rows true, columns predicted) and return the figure.
+
+    Readable at any class count: long names are wrapped onto lines, columns are labelled
+    horizontally while the wrapped names fit their cells and on one line at 45° otherwise
+    (neighbours then sit a cell apart across the text, more than its height), the figure
+    grows with the number of classes and the longest name, every cell shows its count
+    (zeros in grey) and each true class its total. Cells are coloured by the row fraction
+    (per-class recall), so rare classes are as readable as common ones.
+
+    Raises
+    ------
+    ConfigError
+        When the matrix is not square or does not match ``labels``.
+    """
+    counts = np.asarray(matrix, dtype=np.int64)
+    k = len(labels)
+    if counts.ndim != 2 or counts.shape != (k, k):
+        raise ConfigError(
+            f"{title}: a {k}-class confusion matrix must be {k}x{k}, got {counts.shape}"
+        )
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    font = 9 if k <= 8 else 7 if k <= 16 else 6
+    wrapped = [_wrap(str(name), 14) for name in labels]
+    lines = [line for w in wrapped for line in w.splitlines()] or [""]
+    label_in = 0.62 * font / 72 * max(len(line) for line in lines)  # widest line, inches
+    rows_in = 1.25 * font / 72 * max(w.count("\n") + 1 for w in wrapped)  # tallest label
+    flat = k <= 8 and label_in <= 1.2  # column names side by side when each fits its cell
+    cell = max(0.5, label_in + 0.15) if flat else max(0.32, 2.4 * font / 72)
+    side = max(2.0, k * cell)
+    longest_in = 0.62 * font / 72 * max(len(str(name)) for name in labels)
+    below = rows_in if flat else 0.75 * longest_in  # room for the column names
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(side + label_in + 1.6, side + below + 1.0))
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_xticks(
+        range(k),
+        wrapped if flat else [str(name) for name in labels],
+        rotation=0 if flat else 45,
+        ha="center" if flat else "right",
+        rotation_mode="anchor",
+        fontsize=font,
+    )
+    ax.set_yticks(
+        range(k),
+        [f"{w} ({int(t)})" for w, t in zip(wrapped, totals[:, 0], strict=True)],
+        fontsize=font,
+    )
+    ax.set_xlabel("predicted", fontsize=font + 1)
+    ax.set_ylabel("true (items)", fontsize=font + 1)
+    ax.set_title(title, fontsize=font + 1)
+    for (i, j), v in np.ndenumerate(counts):
+        colour = "white" if share[i, j] > 0.5 else "black" if v else "0.6"
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=font, color=colour)
+    fig.tight_layout()
+    return fig
+
+
 def confusion_figure(
     labels: Sequence[str], matrix: Sequence[Sequence[int]], title: str, path: Path
 ) -> Path:
-    """Write a confusion matrix as a PNG: rows true, columns predicted.
-
-    Cells are coloured by the row fraction (per-class recall), so rare classes are as
-    readable as common ones (CYCLoPs spans two orders of magnitude), and show the count.
+    """Write a confusion matrix as a PNG: rows true, columns predicted (:func:`draw_confusion`).
 
     Parameters
     ----------
@@ -66,30 +132,7 @@ def confusion_figure(
     ConfigError
         When the matrix is not square or does not match ``labels``.
     """
-    counts = np.asarray(matrix, dtype=np.int64)
-    k = len(labels)
-    if counts.ndim != 2 or counts.shape != (k, k):
-        raise ConfigError(
-            f"{title}: a {k}-class confusion matrix must be {k}x{k}, got {counts.shape}"
-        )
-    totals = counts.sum(axis=1, keepdims=True)
-    share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    plt = _pyplot()
-    side = max(4.0, 0.5 * k + 2.5)
-    fig, ax = plt.subplots(figsize=(side + 1.0, side))
-    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    font = 8 if k <= 12 else 6
-    ax.set_xticks(range(k), list(labels), rotation=60, ha="right", fontsize=font)
-    ax.set_yticks(range(k), list(labels), fontsize=font)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    for (i, j), v in np.ndenumerate(counts):
-        if v:  # zeros left blank so the off-diagonal errors stand out
-            colour = "white" if share[i, j] > 0.5 else "black"
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=font, color=colour)
-    return _save(fig, path)
+    return _save(draw_confusion(labels, matrix, title), path)
 
 
 def require_umap() -> ModuleType:

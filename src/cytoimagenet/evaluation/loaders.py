@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 BENCHMARKS: Final = ("bbbc021", "coos7", "cyclops")
 COOS7_SPLITS: Final = ("train", "test1", "test2", "test3", "test4")
+#: A CYCLoPs WT2 cell stem: ``<PROTEIN>_<image>_rfp_<cell>`` (the image is the field of view).
+CYCLOPS_STEM: Final = r"^(?P<protein>.+?)_(?P<image>\d+)_rfp_(?P<cell>\d+)$"
 #: How many missing files an error or warning names.
 SHOWN: Final = 5
 
@@ -277,12 +279,19 @@ def load_coos7(root: Path, *, allow_missing: bool = False) -> BenchmarkImages:
     """Load COOS-7: ``<split>/<class>/<stem>_{protein,nucleus,mask}.tif``.
 
     Splits are ``train`` and ``test1``–``test4``; the mask is not a channel. Columns:
-    ``Metadata_Label`` (the class folder), ``Metadata_Split``, ``Metadata_Cell`` (the stem).
+    ``Metadata_Label`` (the class folder), ``Metadata_Split``, ``Metadata_Cell`` (the stem),
+    plus ``Metadata_Plate``/``Well``/``Field``/``Site`` where the HDF5 release holds per-cell
+    identity datasets (:func:`~cytoimagenet.evaluation.coos7_release.release_identity`); the
+    tree layout carries none.
     A ``root`` that holds the public HDF5 release instead (and no split folders) is unpacked
     once into ``root/coos7_tiff`` (:mod:`cytoimagenet.evaluation.coos7_release`); the paths
     stay relative to ``root``.
     """
-    from cytoimagenet.evaluation.coos7_release import find_release, unpack_release
+    from cytoimagenet.evaluation.coos7_release import (
+        find_release,
+        release_identity,
+        unpack_release,
+    )
 
     root = Path(root)
     release = find_release(root)
@@ -294,6 +303,10 @@ def load_coos7(root: Path, *, allow_missing: bool = False) -> BenchmarkImages:
             pl.col("channel_paths").list.eval(pl.lit(prefix) + pl.element())
         )
         note = f"read the HDF5 release ({', '.join(p.name for p in release.values())})"
+        identity = release_identity(release)
+        if identity is not None:  # plate/well/field of each cell, where the files hold them
+            table = table.join(identity, on="Metadata_Cell", how="left")
+            note += f"; per-cell {', '.join(identity.columns[1:])} from the release"
         return replace(
             images, table=table, notes=(note, *images.notes), inputs=tuple(release.values())
         )
@@ -323,15 +336,29 @@ def load_cyclops(root: Path, *, allow_missing: bool = False) -> BenchmarkImages:
 
     DEAD and GHOST cells are removed and SPINDLEPOLE is merged into SPINDLE (17 classes on
     the full data). Columns: ``Metadata_Label``, ``Metadata_Folder`` (the folder it came
-    from), ``Metadata_Cell`` (the stem).
+    from), ``Metadata_Cell`` (the stem), and from stems that read
+    ``<PROTEIN>_<image>_rfp_<cell>`` (:data:`CYCLOPS_STEM`) ``Metadata_Protein`` (the
+    GFP-tagged strain) and ``Metadata_Field`` (``<PROTEIN>_<image>``, the field of view the
+    cell was cropped from). The file names carry no plate or well; other stems leave the
+    two columns empty, with a note.
     """
     root = Path(root)
     cells, notes, dropped = _cells(root, "cyclops", allow_missing)
+    parsed = cells["stem"].str.extract_groups(CYCLOPS_STEM)
+    protein, image = parsed.struct.field("protein"), parsed.struct.field("image")
+    unparsed = int(protein.null_count())
+    if unparsed:
+        notes.append(
+            f"{unparsed} of {cells.height} cell stems do not read <PROTEIN>_<image>_rfp_<cell>; "
+            "their Metadata_Protein and Metadata_Field are empty"
+        )
     table = cells.select(
         "channel_paths",
         "channels",
         "Metadata_Label",
         pl.col("folder").alias("Metadata_Folder"),
         "Metadata_Cell",
+        protein.alias("Metadata_Protein"),
+        (protein + "_" + image).alias("Metadata_Field"),
     ).sort("Metadata_Label", "Metadata_Folder", "Metadata_Cell")
     return BenchmarkImages("cyclops", table, "Metadata_Label", dropped, tuple(notes))

@@ -286,6 +286,9 @@ def summary_line(result: Mapping[str, object]) -> str:
     protocol: Mapping[str, object] = result["protocol"]  # type: ignore[assignment]
     scores: Mapping[str, Mapping[str, object]] = result["scores"]  # type: ignore[assignment]
     knn = f"{protocol.get('k')}-NN {protocol.get('metric')}"
+    groups: list[object] = protocol.get("group_by") or []  # type: ignore[assignment]
+    if groups:  # grouped single-cell protocols name their grouping
+        knn += " grouped by " + ",".join(str(g) for g in groups)
     bench = str(result["benchmark"])
     if bench == "profiles":
         return f"profiles {protocol.get('metric')} {map_summary(result)}"

@@ -56,9 +56,13 @@ class EvaluateJob(_Job):
         Always on for ``profiles``.
     null_size, fdr : int, float
         mAP: draws of the permutation null, and the FDR level of "significant".
-    group_by, control, moa_column : optional
-        ``profiles`` only: the columns naming a treatment, ``COL=VALUE`` of the controls,
-        and the annotation for phenotypic consistency.
+    group_by : list of str, optional
+        ``profiles``: the columns naming a treatment. ``coos7``/``cyclops``: the grouped
+        protocol, where neighbours sharing the query's values of these columns (e.g.
+        ``Metadata_Field``) cannot vote.
+    control, moa_column : optional
+        ``profiles`` only: ``COL=VALUE`` of the controls, and the annotation for phenotypic
+        consistency.
     """
 
     benchmark: Benchmark
@@ -145,17 +149,19 @@ class EvaluateJob(_Job):
                 wrong.append("--map (--metric map)")
             if wrong:
                 raise ValueError(f"{', '.join(wrong)}: only for bbbc021, not {self.benchmark}")
+        grouped = self.benchmark in ("coos7", "cyclops", "profiles")
         given = [
             opt
             for opt, value in (
-                ("--group-by", self.group_by),
+                ("--group-by", self.group_by and not grouped),
                 ("--control", self.control),
                 ("--moa-column", self.moa_column),
             )
             if value
         ]
         if self.benchmark != "profiles" and given:
-            raise ValueError(f"{', '.join(given)}: only for profiles, not {self.benchmark}")
+            where = "profiles, coos7 and cyclops" if given == ["--group-by"] else "profiles"
+            raise ValueError(f"{', '.join(given)}: only for {where}, not {self.benchmark}")
         if self.benchmark == "profiles":
             if not self.group_by or not self.control:
                 raise ValueError(
@@ -268,7 +274,13 @@ def run_evaluate(job: EvaluateJob) -> dict[str, object]:
             resolve_singlecell,
         )
 
-        sc = resolve_singlecell(job.benchmark, metric=job.metric, k=job.k, normalize=job.normalize)
+        sc = resolve_singlecell(
+            job.benchmark,
+            metric=job.metric,
+            k=job.k,
+            normalize=job.normalize,
+            group_by=job.group_by,
+        )
         scores = (
             evaluate_coos7(table, sc) if job.benchmark == "coos7" else evaluate_cyclops(table, sc)
         )

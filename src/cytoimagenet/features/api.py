@@ -24,6 +24,7 @@ import polars as pl
 
 from cytoimagenet.errors import ConfigError
 from cytoimagenet.features.planes import ArrayFields
+from cytoimagenet.features.scope import job_scope
 from cytoimagenet.features.step import (
     FUSION_PREFIX,
     ExtractJob,
@@ -141,7 +142,8 @@ def extract_arrays(
     **options
         Further :class:`~cytoimagenet.features.step.ExtractJob` options: ``arch``,
         ``in_chans``, ``batch_size``, ``workers``, ``device``, ``seed``, ``keras_padding``,
-        ``name``.
+        ``name``, ``norm_scope`` (``"plate"`` or ``"dataset"``: percentiles over the
+        metadata's ``plate_column`` or all images, not each image), ``norm_sample``.
 
     Returns
     -------
@@ -167,15 +169,16 @@ def extract_arrays(
     if channels is not None and len(channels) != array.shape[1]:
         raise ConfigError(f"{len(channels)} channel names for {array.shape[1]} channels")
     fields = ArrayFields(array)
+    scope, fields = job_scope(job, frame, fields)  # type: ignore[assignment]
     fusion = job.model.startswith(FUSION_PREFIX)
     specs = job.model.removeprefix(FUSION_PREFIX).split("+") if fusion else [job.model]
     tokens = [token(job.name)] if job.name else distinct([model_token(s) for s in specs])
     parts = [
-        _features_for(s, job, fields, progress, channels=channels, model=t)  # type: ignore[arg-type]
+        _features_for(s, job, fields, progress, channels=channels, model=t, scope=scope)  # type: ignore[arg-type]
         for s, t in zip(specs, tokens, strict=True)
     ]
-    features = fuse([x for x, _ in parts]) if fusion else parts[0][0]
-    names = [n for _, part_names in parts for n in part_names]
+    features = fuse([x for x, _, _ in parts]) if fusion else parts[0][0]
+    names = [n for _, part_names, _ in parts for n in part_names]
     meta = metadata_columns(frame)
     if job.out is not None:
         info = {
@@ -183,6 +186,8 @@ def extract_arrays(
             "environment": environment(),
             "shape": features.shape,
             "source": "arrays",
+            "networks": [record for _, _, record in parts],
+            "normalization": scope.record() if scope else {"scope": "crop"},
             "columns": {"scheme": "cytoimagenet-features/2", "first": names[0], "last": names[-1]},
         }
         write_features(meta, features, job.out, info, names)

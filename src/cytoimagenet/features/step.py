@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 import polars as pl
@@ -38,11 +38,15 @@ from cytoimagenet.features.naming import (
     token,
 )
 from cytoimagenet.features.planes import FileFields
+from cytoimagenet.features.scope import ScopeBounds, job_scope
 from cytoimagenet.fields import Device, ParquetOut, existing_file
 from cytoimagenet.io.atomic import atomic_path
 from cytoimagenet.io.parquet import native_stderr_held
 from cytoimagenet.provenance import environment, write_provenance
 from cytoimagenet.training.published import is_published_table, resolve_folders
+
+if TYPE_CHECKING:  # torch is imported only when a network is built
+    from cytoimagenet.models.factory import Backbone
 
 FUSION_PREFIX = "fusion:"
 INTENSITY = "intensity"
@@ -74,6 +78,10 @@ class ExtractJob(_Job):
         Flat fields to divide every image by before the mode's normalisation: a folder
         ``cytoimagenet illumination`` wrote (per plate and channel), or one ``.npy``/TIFF
         file (:mod:`cytoimagenet.images.illumination_step`).
+    norm_scope : {"crop", "plate", "dataset"}
+        Where ``concat-norm``/``merge-norm`` take their percentiles: each image, its plate
+        (``plate_column``), or the whole table; ``norm_sample`` images per group
+        (:mod:`cytoimagenet.features.scope`).
     """
 
     model: str
@@ -91,6 +99,9 @@ class ExtractJob(_Job):
     keras_padding: bool | None = None
     name: str | None = None
     illumination: Path | None = None
+    norm_scope: Literal["crop", "plate", "dataset"] = "crop"
+    plate_column: str = "Metadata_Plate"
+    norm_sample: int = Field(default=256, ge=1)
 
     @field_validator("illumination")
     @classmethod
@@ -121,6 +132,11 @@ class ExtractJob(_Job):
     def _name_not_for_fusion(self) -> ExtractJob:
         if self.name is not None and self.model.startswith(FUSION_PREFIX):
             raise ValueError("--name is for one model; fusion parts keep their own names")
+        if self.norm_scope != "crop" and not MODES[self.mode].norm:
+            raise ValueError(
+                f"--norm-scope {self.norm_scope} is for concat-norm and merge-norm; {self.mode} "
+                "already keeps every image on its raw scale"
+            )
         return self
 
 
@@ -240,6 +256,23 @@ def table_channel_names(frame: pl.DataFrame) -> list[str] | None:
     return list(column[0])
 
 
+def network_record(backbone: Backbone, spec: str) -> dict[str, object]:
+    """Return what provenance records of a network that made features: the built model's facts.
+
+    ``architecture`` is the timm architecture actually built (``tf_efficientnet_lite0`` for
+    ``lite0-imagenet``, a checkpoint's own ``model_name``), whatever ``--arch`` said;
+    ``weights`` is the weight source it was loaded from.
+    """
+    return {
+        "spec": spec,
+        "architecture": backbone.name,
+        "weights": backbone.weights,
+        "in_chans": backbone.in_chans,
+        "width": backbone.num_features,
+        "padding": backbone.extra.get("padding", "timm"),
+    }
+
+
 def _features_for(
     spec: str,
     job: ExtractJob,
@@ -248,17 +281,23 @@ def _features_for(
     *,
     channels: list[str] | None,
     model: str,
-) -> tuple[np.ndarray, list[str]]:
-    """One spec's features and their column names (see :mod:`~cytoimagenet.features.naming`).
+    scope: ScopeBounds | None = None,
+) -> tuple[np.ndarray, list[str], dict[str, object]]:
+    """One spec's features, their column names and the record of the network that made them.
 
     ``channels`` are the table's channel names (or ``None``: ``ch0``, ``ch1`` …); ``model``
-    is the ``<model>`` token of CNN columns.
+    is the ``<model>`` token of CNN columns (see :mod:`~cytoimagenet.features.naming`). The
+    record is :func:`network_record`'s (``architecture`` ``None`` for ``intensity``).
+    ``scope`` (``--norm-scope plate|dataset``) rescales a network's inputs by its groups'
+    percentiles; the intensity baseline always reads raw planes.
     """
     if spec == INTENSITY:
         from cytoimagenet.features.intensity import STATS, intensity_features
 
         x = intensity_features(files, workers=job.workers, progress=progress)
-        return x, intensity_names(channel_tokens(channels, x.shape[1] // len(STATS)), STATS)
+        names = intensity_names(channel_tokens(channels, x.shape[1] // len(STATS)), STATS)
+        record = {"spec": spec, "architecture": None, "weights": None, "statistics": list(STATS)}
+        return x, names, record
     from cytoimagenet.models.factory import create_backbone
 
     backbone = create_backbone(
@@ -268,10 +307,11 @@ def _features_for(
         seed=job.seed,
         keras_padding=job.keras_padding,
     )
+    source, mode = (files, MODES[job.mode]) if scope is None else scope.apply(files, job.mode)
     x = extract_features(
         backbone,
-        files,
-        MODES[job.mode],
+        source,
+        mode,
         job.size,
         batch_size=job.batch_size,
         workers=job.workers,
@@ -280,7 +320,7 @@ def _features_for(
     )
     width = backbone.num_features
     blocks = channel_tokens(channels, x.shape[1] // width) if MODES[job.mode].concat else [MERGED]
-    return x, cnn_names(model, blocks, width)
+    return x, cnn_names(model, blocks, width), network_record(backbone, spec)
 
 
 def write_features(
@@ -313,21 +353,27 @@ def run_extract(job: ExtractJob, *, progress: bool = True) -> pl.DataFrame:
     frame, paths = read_images_table(job.images, job.root)
     # crop boxes (single cells) and flat fields, when the table or job has them
     files = table_fields(frame, paths, job.images, job.illumination)
+    scope, files = job_scope(job, frame, files)
     channels = table_channel_names(frame)
     fusion = job.model.startswith(FUSION_PREFIX)
     specs = job.model.removeprefix(FUSION_PREFIX).split("+") if fusion else [job.model]
     tokens = [token(job.name)] if job.name else distinct([model_token(s) for s in specs])
     parts = [
-        _features_for(s, job, files, progress, channels=channels, model=t)
+        _features_for(s, job, files, progress, channels=channels, model=t, scope=scope)
         for s, t in zip(specs, tokens, strict=True)
     ]
-    features = fuse([x for x, _ in parts]) if fusion else parts[0][0]
-    names = [n for _, part_names in parts for n in part_names]
+    features = fuse([x for x, _, _ in parts]) if fusion else parts[0][0]
+    names = [n for _, part_names, _ in parts for n in part_names]
+    normalization = scope.record() if scope else {"scope": "crop"}
+    # The networks actually built: `config.arch` is only what --arch said.
+    networks = [record for _, _, record in parts]
     meta = metadata_columns(frame)
     info = {
         "config": job.resolved(),
         "environment": environment(),
         "shape": features.shape,
+        "networks": networks,
+        "normalization": normalization,
         "columns": {"scheme": "cytoimagenet-features/2", "first": names[0], "last": names[-1]},
     }
     write_features(meta, features, job.out, info, names)
@@ -336,6 +382,11 @@ def run_extract(job: ExtractJob, *, progress: bool = True) -> pl.DataFrame:
         command="extract",
         config=job.resolved(),
         inputs=[job.images],
-        extra={"images": features.shape[0], "features": features.shape[1]},
+        extra={
+            "images": features.shape[0],
+            "features": features.shape[1],
+            "networks": networks,
+            "normalization": normalization,
+        },
     )
     return meta

