@@ -58,6 +58,20 @@ def metadata_name(column: str) -> str:
     return column if column.startswith("Metadata_") else f"Metadata_{column}"
 
 
+def group_columns(values: list[str]) -> list[str]:
+    """Return ``--group-by`` values as unique ``Metadata_`` names, in order.
+
+    Raises
+    ------
+    ValueError
+        When no column is named (pydantic reports it as a validation error).
+    """
+    names = [metadata_name(v.strip()) for v in values if v.strip()]
+    if not names:
+        raise ValueError("--group-by: name at least one metadata column")
+    return list(dict.fromkeys(names))
+
+
 def _treatment_means(
     meta: pl.DataFrame, x: np.ndarray, group_by: list[str], moa: str, source: str
 ) -> tuple[pl.DataFrame, np.ndarray]:

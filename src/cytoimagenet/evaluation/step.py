@@ -97,14 +97,9 @@ class EvaluateJob(_Job):
     @field_validator("group_by")
     @classmethod
     def _group_columns(cls, value: list[str] | None) -> list[str] | None:
-        from cytoimagenet.evaluation.profiles import metadata_name
+        from cytoimagenet.evaluation.profiles import group_columns
 
-        if value is None:
-            return value
-        names = [metadata_name(v.strip()) for v in value if v.strip()]
-        if not names:
-            raise ValueError("--group-by: name at least one metadata column")
-        return list(dict.fromkeys(names))
+        return None if value is None else group_columns(value)
 
     @field_validator("control")
     @classmethod

@@ -92,12 +92,9 @@ class ProfileJob(_Job):
     @field_validator("group_by")
     @classmethod
     def _groups(cls, value: list[str]) -> list[str]:
-        from cytoimagenet.evaluation.profiles import metadata_name
+        from cytoimagenet.evaluation.profiles import group_columns
 
-        names = [metadata_name(v.strip()) for v in value if v.strip()]
-        if not names:
-            raise ValueError("--group-by: name at least one metadata column")
-        return list(dict.fromkeys(names))
+        return group_columns(value)
 
     @field_validator("control")
     @classmethod

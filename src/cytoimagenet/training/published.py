@@ -27,7 +27,7 @@ from typing import Final
 import polars as pl
 
 from cytoimagenet.errors import ConfigError, SchemaError
-from cytoimagenet.hashing import stable_hash
+from cytoimagenet.hashing import hashed_share
 from cytoimagenet.io.parquet import read_parquet
 from cytoimagenet.schema import PUBLISHED_COLUMNS
 
@@ -122,17 +122,9 @@ def val_fields(frame: pl.DataFrame, fraction: float, seed: int) -> set[str]:
     a stable hash of their ``idx`` go to val until it holds ``round(fraction * rows)`` rows,
     so the choice depends neither on row order nor on other labels.
     """
-    want = round(fraction * frame.height)
-    sizes = frame.group_by("idx").len()
-    order = sorted(sizes.iter_rows(), key=lambda r: stable_hash(seed, "split", r[0]))
-    val: set[str] = set()
-    taken = 0
-    for key, size in order:
-        if taken >= want:
-            break
-        val.add(key)
-        taken += size
-    return val
+    return hashed_share(
+        frame.group_by("idx").len().iter_rows(), round(fraction * frame.height), seed
+    )
 
 
 def grouped_split(frame: pl.DataFrame, fraction: float, seed: int) -> pl.Series:

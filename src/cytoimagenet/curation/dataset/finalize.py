@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from cytoimagenet.hashing import stable_hash
+from cytoimagenet.hashing import hashed_share, stable_hash
 from cytoimagenet.schema import PUBLISHED_COLUMNS, SCHEMA
 
 #: Columns added to the published ones in the dataset's metadata.
@@ -69,16 +69,9 @@ def split_class(frame: pl.DataFrame, fraction: float, seed: int) -> pl.Series:
     ``val`` until it holds ``round(fraction * rows)`` rows, so all crops of one image land in
     the same split and the split does not depend on row order or on other classes.
     """
-    want = round(fraction * frame.height)
-    sizes = frame.group_by("idx").len()
-    order = sorted(sizes.iter_rows(), key=lambda r: stable_hash(seed, "split", r[0]))
-    val: set[str] = set()
-    taken = 0
-    for key, size in order:
-        if taken >= want:
-            break
-        val.add(key)
-        taken += size
+    val = hashed_share(
+        frame.group_by("idx").len().iter_rows(), round(fraction * frame.height), seed
+    )
     is_val = frame["idx"].is_in(list(val))
     return pl.select(pl.when(is_val).then(pl.lit("val")).otherwise(pl.lit("train"))).to_series()
 
