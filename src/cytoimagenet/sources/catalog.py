@@ -128,6 +128,11 @@ class SourceInfo(BaseModel):
     pretraining : bool
         May contribute images to the pretraining set. ``False`` for the held-out
         evaluation datasets; this is enforced again at label time.
+    idr_folder : str
+        IDR studies only: the study's top folder on IDR's file servers
+        (``idr0003-breker-plasticity``), i.e. the home of the Aspera user ``idrNNNN`` and
+        ``ftp.ebi.ac.uk/pub/databases/IDR/<idr_folder>/``. Empty where no source confirms it
+        (see ``docs/idr-routes.md``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -150,6 +155,7 @@ class SourceInfo(BaseModel):
     evaluation: bool = False
     pretraining: bool = True
     notes: str = ""
+    idr_folder: str = Field(default="", pattern=r"^(idr\d{4}-[A-Za-z0-9._-]+)?$")
 
     @field_validator("database")
     @classmethod
