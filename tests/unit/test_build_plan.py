@@ -8,7 +8,7 @@ import pytest
 
 from cytoimagenet.config import BuildJob
 from cytoimagenet.curation.dataset.finalize import split_class, trim_class
-from cytoimagenet.curation.dataset.plan import _select_channels, label_folder, plan_shards
+from cytoimagenet.curation.dataset.plan import channel_files, label_folder, plan_shards
 
 
 @pytest.mark.parametrize(
@@ -29,11 +29,11 @@ def test_label_folder(label: str, folder: str) -> None:
 def test_fluorescence_channels_are_merged_and_brightfield_kept_out() -> None:
     paths = ["a--Cherry.tif", "a--GFP.tif", "a--Transmit.tif"]
     chans = ["f_cytoplasm", "f_protein", "brightfield"]
-    assert _select_channels(chans, paths) == paths[:2]
-    assert _select_channels(["brightfield"], ["x.png"]) == ["x.png"]
-    assert _select_channels(None, paths) == paths
+    assert channel_files(chans, paths) == paths[:2]
+    assert channel_files(["brightfield"], ["x.png"]) == ["x.png"]
+    assert channel_files(None, paths) == paths
     # Names that do not line up with the files: merge every file.
-    assert _select_channels(["f_a"], paths) == paths
+    assert channel_files(["f_a"], paths) == paths
 
 
 def _rows(n_per_label: dict[str, int]) -> pl.DataFrame:

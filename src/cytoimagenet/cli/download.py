@@ -17,8 +17,23 @@ def register(app: typer.Typer) -> None:
 
 @friendly
 def download(
-    sources: Annotated[list[str], typer.Argument(help="Catalog shorthands, e.g. bbbc021 idr0088.")],
     to: Annotated[Path, typer.Option(help="Download root; each source goes to DIR/<source>/.")],
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Catalog shorthands, e.g. bbbc021 idr0088 (with --labels: only these sources)."
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="A labels table: fetch only the files its build reads (members of remote "
+            "zips by HTTP Range, single Kaggle/CIL files, an Aspera list for IDR).",
+        ),
+    ] = None,
+    connections: Annotated[
+        int, typer.Option(help="Concurrent requests per source (with --labels).")
+    ] = 4,
     metadata_only: Annotated[
         bool, typer.Option("--metadata-only", help="Fetch only the metadata files.")
     ] = False,
@@ -73,8 +88,36 @@ def download(
         ),
     ] = 200.0,
 ) -> None:
-    """Download source datasets: resumable, checksum-verified, archives unpacked safely."""
+    """Download source datasets: resumable, checksum-verified, archives unpacked safely.
+
+    With --labels, fetch only what a build of that labels table reads.
+    """
     from cytoimagenet.config import validate_job
+
+    if labels is not None:
+        from cytoimagenet.cli.fetch import fetch_for_labels
+
+        fetch_for_labels(
+            labels=labels,
+            to=to,
+            sources=sources or [],
+            connections=connections,
+            retries=retries,
+            timeout=timeout,
+            mirror=mirror,
+            deadline=deadline,
+            stall=stall,
+            max_unknown_size=int(max_unknown_size * 1e9),
+            max_extract_size=int(max_extract_size * 1e9),
+            max_ratio=max_ratio,
+            list_only=list_only,
+            progress=progress,
+        )
+        return
+    if not sources:
+        from cytoimagenet.errors import ConfigError
+
+        raise ConfigError("name one or more sources, or pass --labels LABELS.parquet")
     from cytoimagenet.download.step import DownloadJob, run_download
 
     job = validate_job(

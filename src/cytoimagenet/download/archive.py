@@ -46,6 +46,7 @@ __all__ = [
     "Entry",
     "Extracted",
     "UnsafeArchiveError",
+    "archive_stem",
     "clean_name",
     "extract_archive",
     "marker_path",
@@ -156,12 +157,21 @@ def _default_dest(archive: Path, entries: list[Entry]) -> Path:
     tops = {e.name.split("/", 1)[0] for e in entries}
     if len(tops) <= 1:
         return archive.parent
-    name = archive.name
+    return archive.parent / archive_stem(archive.name)
+
+
+def archive_stem(name: str) -> str:
+    """Return the folder an archive of loose files unpacks into: its name less the suffix.
+
+    Examples
+    --------
+    >>> archive_stem("stage1_train.zip"), archive_stem("images.tar.gz")
+    ('stage1_train', 'images')
+    """
     for suffix in _SUFFIXES:
         if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return archive.parent / name
+            return name[: -len(suffix)]
+    return name
 
 
 def _check_size(

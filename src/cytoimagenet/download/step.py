@@ -166,7 +166,7 @@ def run_download(
     kaggle_factory : callable
         Returns an authenticated Kaggle API object (replaced in tests).
     """
-    _writable(job.to)
+    writable_root(job.to)
     _read_manifest(job.to)  # a damaged manifest stops the run before any download
     outcomes: list[Outcome] = []
     for name in job.sources:
@@ -179,7 +179,7 @@ def run_download(
         queue = list(plan.files)
         while queue:
             remote = queue.pop(0)
-            outcome = _one(job, info, remote, progress, kaggle_factory, protect)
+            outcome = fetch_one(job, info, remote, progress, kaggle_factory, protect)
             outcomes.append(outcome)
             if outcome.status != "failed":
                 try:
@@ -190,7 +190,7 @@ def run_download(
     return DownloadReport(outcomes)
 
 
-def _one(
+def fetch_one(
     job: DownloadJob,
     info: SourceInfo,
     remote: RemoteFile,
@@ -198,6 +198,7 @@ def _one(
     kaggle_factory: Callable[[], object],
     protect: list[Path],
 ) -> Outcome:
+    """Fetch, verify, unpack and record one planned file; never raises for the file's faults."""
     key = f"{info.name}/{remote.path}"
     target = job.to / info.name / remote.path
     record = {} if job.refresh else _recorded(job.to, key, remote.url)
@@ -267,7 +268,7 @@ def _unpack(path: Path, remote: RemoteFile, protect: list[Path], job: DownloadJo
         ) from None
 
 
-def _writable(root: Path) -> None:
+def writable_root(root: Path) -> None:
     """Fail early, naming the folder, when the download root cannot be written."""
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -118,7 +118,7 @@ def check_inside_root(rows: pl.DataFrame, root: Path, where: Path) -> None:
             raise refuse(idx, "dir_name", name, f"resolves to {target}, outside the root")
 
 
-def _select_channels(channels: list[str] | None, paths: list[str]) -> list[str]:
+def channel_files(channels: list[str] | None, paths: list[str]) -> list[str]:
     """Fluorescence channels (``f_*``) are merged; brightfield-like ones stay out of the merge.
 
     Rows without fluorescence channels (brightfield-only sources), or whose channel names do
@@ -155,7 +155,7 @@ def plan_shards(rows: pl.DataFrame, job: BuildJob, results: Path) -> list[Shard]
         n = group.height
         width = len(str(SLOTS * n - 1))
         for rank, row in enumerate(group.iter_rows(named=True)):
-            files = _select_channels(row["channels"], row["channel_paths"] or [])
+            files = channel_files(row["channels"], row["channel_paths"] or [])
             tasks.append(
                 ImageTask(
                     idx=row["idx"],
