@@ -6,9 +6,11 @@ import io
 import stat
 import tarfile
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cytoimagenet.download.archive import (
     UnsafeArchiveError,
@@ -172,3 +174,27 @@ def test_clean_name_normalises_harmless_forms() -> None:
     assert clean_name("dir\\file.txt", Path("x.zip")) == "dir/file.txt"
     with pytest.raises(UnsafeArchiveError):
         clean_name("dir\\..\\..\\evil", Path("x.zip"))
+
+
+def _reference_clean(raw: str) -> str | None:
+    """The rule spelled out with pathlib, to check the string fast path against."""
+    name = raw.replace("\\", "/")
+    if "\x00" in name or name.startswith("/") or (name[1:2] == ":" and name[:1].isalpha()):
+        return None
+    parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
+    return None if ".." in parts or not parts else "/".join(parts)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["a", "b.png", ".", "..", "", "\\", "/", ":", "C:", "\x00", "x y"]),
+        max_size=8,
+    ).map("".join)
+    | st.text(max_size=12)
+)
+def test_clean_name_fast_path_matches_the_pathlib_rule(raw: str) -> None:
+    try:
+        got: str | None = clean_name(raw, Path("x.zip"))
+    except UnsafeArchiveError:
+        got = None
+    assert got == _reference_clean(raw)

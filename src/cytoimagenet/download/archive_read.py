@@ -48,6 +48,19 @@ def corrupt(archive: Path, exc: BaseException) -> CorruptArchiveError:
 
 def clean_name(raw: str, archive: Path) -> str:
     """Return ``raw`` as a relative POSIX path, or raise if it could escape the target."""
+    # Almost every real name is already clean, and saying so with substring tests keeps a
+    # directory of ~10^6 entries (RxRx1) from spending seconds in pathlib: an empty, "." or
+    # ".." part can only start the name, follow a "/" or end it.
+    if (
+        raw[:1] not in ("", "/", ".")
+        and raw[1:2] != ":"
+        and not raw.endswith("/")
+        and "//" not in raw
+        and "/." not in raw
+        and "\\" not in raw
+        and "\x00" not in raw
+    ):
+        return raw
     name = raw.replace("\\", "/")
     if "\x00" in name or name.startswith("/") or (name[1:2] == ":" and name[:1].isalpha()):
         raise UnsafeArchiveError(f"{archive}: refused entry {raw!r} (absolute path)")

@@ -272,9 +272,10 @@ def zip_entries(
     ends = [i.header_offset for i in infos[1:]] + [_directory_start(zf, directory)]
     members: dict[str, Member] = {}
     names: list[str] = []
+    where = Path(url)
     for info, end in zip(infos, ends, strict=True):
         try:
-            name = clean_name(info.filename, Path(url))
+            name = clean_name(info.filename, where)
         except DownloadError:
             continue
         mode = info.external_attr >> 16
