@@ -248,10 +248,11 @@ def validate_job(job_type: type[J], /, **values: object) -> J:
     try:
         return job_type(**values)
     except ValidationError as exc:
-        lines = []
+        problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or job_type.__name__
-            lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid options:\n" + "\n".join(lines)) from None
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        # One line, so that a command's answer to bad input is one `error:` line.
+        raise ConfigError("invalid options: " + "; ".join(problems)) from None
     except UnknownSourceError as exc:
         raise ConfigError(str(exc)) from None

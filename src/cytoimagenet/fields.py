@@ -20,6 +20,8 @@ def existing_file(what: str) -> AfterValidator:
     """Check that a path (or ``None``) names an existing file: ``what`` describes it."""
 
     def check(value: Path | None) -> Path | None:
+        if value is not None and value.is_dir():
+            raise ValueError(f"{value}: is a folder, not a {what}")
         if value is not None and not value.is_file():
             raise ValueError(f"{value}: no such {what}")
         return value

@@ -49,6 +49,7 @@ def test_missing_paths_are_named(tmp_path: Path) -> None:
     file = tmp_path / "f"
     file.write_text("")
     assert "exists and is not a directory" in _error(out_dir=file)
+    assert f"{tmp_path}: is a folder, not a table" in _error(table=tmp_path)
 
 
 def test_outputs_need_their_suffix_and_no_folder(tmp_path: Path) -> None:
@@ -89,3 +90,14 @@ def test_outputs_in_an_unwritable_folder_are_refused(
     monkeypatch.setattr(fields.os, "access", lambda path, mode: Path(path) != tmp_path)
     assert f"{tmp_path} is not writable" in _error(parquet=tmp_path / "new" / "t.parquet")
     assert f"{tmp_path}: the folder is not writable" in _error(out_dir=tmp_path)
+
+
+def test_validate_job_names_every_bad_field_on_one_line(tmp_path: Path) -> None:
+    from cytoimagenet.config import validate_job
+    from cytoimagenet.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        validate_job(_Model, table=tmp_path / "gone", device="tpu")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("invalid options: table: ")
+    assert "no such table" in message and "; device: " in message
