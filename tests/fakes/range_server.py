@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -151,3 +152,15 @@ def write_labels(path: Path, names: list[str], source: str = "rec_rxrx1") -> Pat
         }
     ).write_parquet(path)
     return path
+
+
+def flip_member_byte(archive: Path, name: str, copy: Path, at: int = 100) -> Path:
+    """Copy ``archive`` with one byte of member ``name``'s data flipped (``at`` bytes in)."""
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        offset = zf.getinfo(name).header_offset
+    name_len = int.from_bytes(data[offset + 26 : offset + 28], "little")
+    extra_len = int.from_bytes(data[offset + 28 : offset + 30], "little")
+    data[offset + 30 + name_len + extra_len + at] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    return copy

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cytoimagenet.cli import app
 from cytoimagenet.download.fetch_step import FetchJob, run_fetch
-from tests.fakes.range_server import RangeServer, Served, write_labels
+from tests.fakes.range_server import RangeServer, Served, flip_member_byte, write_labels
 
 runner = CliRunner()
 ZIP_URL = "/storage.googleapis.com/rxrx/rxrx1/rxrx1-images.zip"
@@ -37,17 +37,6 @@ def span(archive: Path, first: str, last: str) -> tuple[int, int]:
         offsets = [i.header_offset for i in infos] + [zf.start_dir]  # type: ignore[attr-defined]
         names = [i.filename for i in infos]
     return offsets[names.index(first)], offsets[names.index(last) + 1]
-
-
-def flip_member_byte(archive: Path, name: str, copy: Path, at: int = 100) -> Path:
-    data = bytearray(archive.read_bytes())
-    with zipfile.ZipFile(archive) as zf:
-        offset = zf.getinfo(name).header_offset
-    name_len = int.from_bytes(data[offset + 26 : offset + 28], "little")
-    extra_len = int.from_bytes(data[offset + 28 : offset + 30], "little")
-    data[offset + 30 + name_len + extra_len + at] ^= 0xFF
-    copy.write_bytes(bytes(data))
-    return copy
 
 
 def cli(labels: Path, to: Path, srv: RangeServer, *extra: str):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.fakes.range_server import RangeServer, write_labels
+from tests.fakes.range_server import RangeServer, flip_member_byte, write_labels
 
 from cytoimagenet.download import remote_zip
 from cytoimagenet.download.fetch_step import FetchJob, run_fetch
@@ -219,17 +219,6 @@ def test_a_damaged_index_is_ignored_and_rewritten(tmp_path: Path) -> None:
         # an index of another URL is not taken either
         other = RemoteZip(RangeClient(srv.url("/a.zip?copy")), index)
         assert not other.from_index and srv.requests == 3
-
-
-def flip_member_byte(archive: Path, name: str, copy: Path, at: int = 100) -> Path:
-    data = bytearray(archive.read_bytes())
-    with zipfile.ZipFile(archive) as zf:
-        offset = zf.getinfo(name).header_offset
-    name_len = int.from_bytes(data[offset + 26 : offset + 28], "little")
-    extra_len = int.from_bytes(data[offset + 28 : offset + 30], "little")
-    data[offset + 30 + name_len + extra_len + at] ^= 0xFF
-    copy.write_bytes(bytes(data))
-    return copy
 
 
 def test_extract_refuses_a_crc_mismatch_and_writes_nothing(tmp_path: Path) -> None:

@@ -94,24 +94,27 @@ def download(
     """
     from cytoimagenet.config import validate_job
 
+    shared = {
+        "to": to,
+        "retries": retries,
+        "timeout": timeout,
+        "mirror": mirror,
+        "deadline": deadline,
+        "stall": stall,
+        "max_unknown_size": int(max_unknown_size * 1e9),
+        "max_extract_size": int(max_extract_size * 1e9),
+        "max_ratio": max_ratio,
+    }
     if labels is not None:
         from cytoimagenet.cli.fetch import fetch_for_labels
 
         fetch_for_labels(
             labels=labels,
-            to=to,
             sources=sources or [],
             connections=connections,
-            retries=retries,
-            timeout=timeout,
-            mirror=mirror,
-            deadline=deadline,
-            stall=stall,
-            max_unknown_size=int(max_unknown_size * 1e9),
-            max_extract_size=int(max_extract_size * 1e9),
-            max_ratio=max_ratio,
             list_only=list_only,
             progress=progress,
+            **shared,
         )
         return
     if not sources:
@@ -123,18 +126,10 @@ def download(
     job = validate_job(
         DownloadJob,
         sources=sources,
-        to=to,
         metadata_only=metadata_only,
         extract=extract,
-        retries=retries,
-        timeout=timeout,
-        mirror=mirror,
         refresh=refresh,
-        deadline=deadline,
-        stall=stall,
-        max_unknown_size=int(max_unknown_size * 1e9),
-        max_extract_size=int(max_extract_size * 1e9),
-        max_ratio=max_ratio,
+        **shared,
     )
     if list_only:
         _print_plan(job.sources, metadata_only, job.to)
