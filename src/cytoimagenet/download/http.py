@@ -20,19 +20,32 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from cytoimagenet import __version__
 from cytoimagenet.download import resume
+from cytoimagenet.download.body import (
+    DEADLINE,
+    MAX_UNKNOWN,
+    STALL,
+    Budget,
+    Progress,
+    RestartError,
+    TransientError,
+    check_deadline,
+    stream_body,
+)
 from cytoimagenet.download.files import CHUNK, file_lock, is_valid, room, sha256_of
 from cytoimagenet.download.redirects import build_opener
 from cytoimagenet.errors import ChecksumError, DownloadError
 
 __all__ = [
     "CHUNK",
+    "DEADLINE",
+    "MAX_UNKNOWN",
+    "STALL",
     "ChecksumError",
     "DownloadError",
     "Fetched",
@@ -49,24 +62,6 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"cytoimagenet/{__version__} (+https://github.com/cytoimagenet/cytoimagenet)"
 #: HTTP statuses worth another try: the server or a proxy is temporarily unable to answer.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-#: Default seconds one file may take, every retry included.
-DEADLINE = 24 * 3600.0
-#: Default seconds within which at least :data:`STALL_BYTES` must arrive (a slow drip).
-STALL = 300.0
-STALL_BYTES = 64 * 1024
-#: Default cap on the bytes taken from a body of unknown length.
-MAX_UNKNOWN = 64 * 1024**3
-
-Progress = Callable[[int, int | None], None]
-"""Called with (bytes on disk so far, total bytes or None) as the download advances."""
-
-
-class _TransientError(Exception):
-    """An error after which a retry (resuming the ``.part`` file) may succeed."""
-
-
-class _RestartError(_TransientError):
-    """The ``.part`` file was discarded (another version upstream): start over at once."""
 
 
 @dataclass(frozen=True)
@@ -89,20 +84,6 @@ class Fetched:
     status: Literal["downloaded", "skipped"]
     size: int
     sha256: str
-
-
-@dataclass(frozen=True)
-class _Budget:
-    """The limits of one fetch: an absolute deadline, the stall window, the unknown-size cap."""
-
-    until: float | None
-    deadline: float | None
-    stall: float | None
-    max_unknown: int | None
-    checked: bool  # an expected SHA-256 will catch a spliced resume
-
-    def left(self) -> float | None:
-        return None if self.until is None else self.until - time.monotonic()
 
 
 def fetch(
@@ -144,7 +125,7 @@ def fetch(
     deadline : float or None
         Seconds the whole file may take, retries included (None: no limit).
     stall : float or None
-        Seconds within which at least :data:`STALL_BYTES` must arrive (None: no check).
+        Seconds within which at least ``body.STALL_BYTES`` must arrive (None: no check).
     max_unknown : int or None
         Most bytes taken from a body of unknown length (no size given, no Content-Length).
     same_host : bool, optional
@@ -166,7 +147,7 @@ def fetch(
     if same_host is None:
         same_host = url.startswith("http://")
     start = time.monotonic()
-    budget = _Budget(
+    budget = Budget(
         None if deadline is None else start + deadline,
         deadline,
         stall,
@@ -229,22 +210,22 @@ def _download(
     backoff: float,
     timeout: float,
     progress: Progress | None,
-    budget: _Budget,
+    budget: Budget,
 ) -> bool:
     """Fill ``part`` with the whole file; return whether any bytes were resumed."""
     resumed = probe = False
     attempt = 0
     while True:
-        _check_deadline(url, part, budget)
+        check_deadline(url, part, budget)
         try:
             appended, confirmed = _attempt(
                 opener, url, part, size, timeout, progress, budget, probe=probe
             )
-        except _RestartError as exc:  # no retry used: a restart begins at byte 0, so it ends
+        except RestartError as exc:  # no retry used: a restart begins at byte 0, so it ends
             log.warning("%s: %s", url, exc)
             probe = False
             continue
-        except _TransientError as exc:
+        except TransientError as exc:
             if attempt == retries:
                 kept = part.exists() and part.stat().st_size > 0
                 hint = f"{part.name} is kept; run again to resume" if kept else "run again later"
@@ -265,17 +246,6 @@ def _download(
         probe = True  # ask past the end: only the server can say the body was whole
 
 
-def _check_deadline(url: str, part: Path, budget: _Budget) -> None:
-    left = budget.left()
-    if left is not None and left <= 0:
-        kept = part.exists() and part.stat().st_size > 0
-        hint = f"{part.name} is kept, so a new run resumes; " if kept else ""
-        raise DownloadError(
-            f"{url}: not finished within the per-file deadline of {budget.deadline:g} s; "
-            f"{hint}raise it with --deadline (or CYTOIMAGENET_DOWNLOAD_DEADLINE)."
-        )
-
-
 def _unconfirmed(url: str, part: Path, why: str) -> DownloadError:
     resume.discard(part)
     return DownloadError(
@@ -292,7 +262,7 @@ def _attempt(
     size: int | None,
     timeout: float,
     progress: Progress | None,
-    budget: _Budget,
+    budget: Budget,
     *,
     probe: bool = False,
 ) -> tuple[bool, bool]:
@@ -319,9 +289,9 @@ def _attempt(
             if probe and total is None:
                 raise _unconfirmed(url, part, "its answer past the end gave no total") from None
             resume.discard(part)
-            raise _TransientError("the server refused to resume; starting over") from None
+            raise TransientError("the server refused to resume; starting over") from None
         if exc.code in TRANSIENT_STATUS:
-            raise _TransientError(f"HTTP {exc.code} {exc.reason}") from None
+            raise TransientError(f"HTTP {exc.code} {exc.reason}") from None
         if 300 <= exc.code < 400:
             raise DownloadError(
                 f"{url}: refused a redirect to {exc.headers.get('Location')!r} (HTTP "
@@ -338,7 +308,7 @@ def _attempt(
                 f"{url}: TLS verification failed ({reason}). Verification is never turned "
                 "off; behind an intercepting proxy, point SSL_CERT_FILE at its CA bundle."
             ) from None
-        raise _TransientError(f"connection failed: {reason}") from None
+        raise TransientError(f"connection failed: {reason}") from None
     with response:
         start, total = resume.content_range(response)
         if response.status == 206:
@@ -348,8 +318,8 @@ def _attempt(
             if problem:  # appending would mix two versions, or bytes at the wrong offset
                 resume.discard(part)
                 if not have:
-                    raise _TransientError(problem)
-                raise _RestartError(f"{problem}; starting the file over")
+                    raise TransientError(problem)
+                raise RestartError(f"{problem}; starting the file over")
         elif probe:
             raise _unconfirmed(url, part, "it does not answer Range requests")
         append = response.status == 206
@@ -365,54 +335,8 @@ def _attempt(
             expected = size
         known = expected is not None or bool(getattr(response, "chunked", False))
         room(part, (expected or 0) - have, url)
-        done = _stream(response, part, append, have, expected, progress, budget, url)
+        done = stream_body(response, part, append, have, expected, progress, budget, url)
     if expected is not None and done < expected:
         # http.client reports a connection closed early as a short read, not an error
-        raise _TransientError(f"connection closed after {done} of {expected} bytes")
+        raise TransientError(f"connection closed after {done} of {expected} bytes")
     return append, known
-
-
-def _stream(
-    response: http.client.HTTPResponse,
-    part: Path,
-    append: bool,
-    have: int,
-    expected: int | None,
-    progress: Progress | None,
-    budget: _Budget,
-    url: str,
-) -> int:
-    done = have
-    mark, mark_at = done, time.monotonic()  # bytes seen at the start of the stall window
-    with part.open("ab" if append else "wb") as out:
-        if progress:
-            progress(done, expected)
-        while True:
-            try:
-                chunk = response.read1(CHUNK)  # returns as data arrives: checks stay timely
-            except (OSError, http.client.HTTPException) as exc:  # not disk errors: those stop
-                raise _TransientError(f"connection lost after {done} bytes: {exc!r}") from None
-            if not chunk:
-                return done
-            out.write(chunk)
-            done += len(chunk)
-            if progress:
-                progress(done, expected)
-            now = time.monotonic()
-            if expected is None and budget.max_unknown is not None and done > budget.max_unknown:
-                out.close()
-                resume.discard(part)
-                raise DownloadError(
-                    f"{url}: more than {budget.max_unknown:,} bytes of unknown length; nothing "
-                    "was kept. Raise the cap with --max-unknown-size (or "
-                    "CYTOIMAGENET_DOWNLOAD_MAX_UNKNOWN) if the file really is this large."
-                )
-            if done - mark >= STALL_BYTES:
-                mark, mark_at = done, now
-            elif budget.stall is not None and now - mark_at > budget.stall:
-                raise _TransientError(
-                    f"stalled: under {STALL_BYTES // 1024} KiB in {budget.stall:g} s"
-                )
-            if budget.until is not None and now > budget.until:
-                out.flush()
-                _check_deadline(url, part, budget)

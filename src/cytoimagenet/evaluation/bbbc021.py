@@ -26,6 +26,17 @@ import numpy as np
 import polars as pl
 
 from cytoimagenet.errors import ConfigError, SchemaError
+from cytoimagenet.evaluation.bbbc021_table import (
+    COMPOUND,
+    CONC_KEY,
+    MOA,
+    PLATE,
+    WELL,
+    attach_moa,
+    group_codes,
+    group_mean,
+    row_batches,
+)
 from cytoimagenet.evaluation.checks import (
     check_classes,
     check_k,
@@ -39,14 +50,10 @@ from cytoimagenet.evaluation.knn import exclude_overlap, exclude_same, knn_predi
 from cytoimagenet.evaluation.normalize import Sphering, plate_dmso
 from cytoimagenet.evaluation.result import score_entry
 from cytoimagenet.evaluation.stats import bootstrap_interval
-from cytoimagenet.io.tables import read_delimited, require_columns
 
-COMPOUND, CONCENTRATION = "Metadata_Compound", "Metadata_Concentration"
-PLATE, WELL, MOA, BATCH = "Metadata_Plate", "Metadata_Well", "Metadata_MoA", "Metadata_Batch"
 CONTROL = "DMSO"
 PROTOCOLS = ("cytoimagenet", "standard")
 NORMALIZE = ("none", "zscore", "plate-dmso")
-_KEY = "__conc_key"
 
 
 @dataclass(frozen=True)
@@ -145,73 +152,6 @@ def resolve_protocol(
     )
 
 
-def read_moa_table(path: Path) -> pl.DataFrame:
-    """Read ``BBBC021_v1_moa.csv`` (compound, concentration, moa) with a join key."""
-    frame = read_delimited(Path(path))
-    require_columns(frame, ["compound", "concentration", "moa"], path)
-    try:
-        conc = frame["concentration"].cast(pl.Float64, strict=True)
-    except pl.exceptions.InvalidOperationError as exc:
-        raise SchemaError(f"{path}: non-numeric concentration ({exc})") from exc
-    return frame.with_columns(_KEY=conc.round_sig_figs(6).cast(pl.String)).rename({"_KEY": _KEY})
-
-
-def _with_key(table: FeatureTable) -> pl.DataFrame:
-    try:
-        conc = table.meta[CONCENTRATION].cast(pl.Float64, strict=True)
-    except pl.exceptions.InvalidOperationError as exc:
-        raise SchemaError(f"{table.source}: non-numeric {CONCENTRATION} ({exc})") from exc
-    return table.meta.with_columns(conc.round_sig_figs(6).cast(pl.String).alias(_KEY))
-
-
-def attach_moa(table: FeatureTable, moa: Path | None) -> FeatureTable:
-    """Return the table with a key column and ``Metadata_MoA`` (joined from ``moa`` if absent)."""
-    table.require([COMPOUND, CONCENTRATION], " (BBBC021 needs compound and concentration)")
-    meta = _with_key(table)
-    if MOA in meta.columns:
-        return table.with_meta(meta)
-    if moa is None:
-        raise SchemaError(
-            f"{table.source}: no {MOA} column; pass --moa BBBC021_v1_moa.csv to join it on "
-            "compound + concentration"
-        )
-    ref = read_moa_table(moa).select(
-        pl.col("compound").alias(COMPOUND), pl.col(_KEY), pl.col("moa").alias(MOA)
-    )
-    dupes = ref.height - ref.select(COMPOUND, _KEY).n_unique()
-    if dupes:
-        raise SchemaError(f"{moa}: {dupes} repeated (compound, concentration) pairs")
-    return table.with_meta(meta.join(ref, on=[COMPOUND, _KEY], how="left", maintain_order="left"))
-
-
-def _batches(meta: pl.DataFrame, source: str) -> list[str]:
-    if BATCH in meta.columns and not meta[BATCH].null_count():
-        return meta[BATCH].to_list()
-    if PLATE not in meta.columns or meta[PLATE].null_count():
-        raise SchemaError(f"{source}: NSCB needs {BATCH} or {PLATE} (batch = plate-name prefix)")
-    plates = meta[PLATE].to_list()
-    bad = sorted({p for p in plates if "_" not in p})
-    if bad:
-        raise SchemaError(
-            f"{source}: cannot derive the batch from plate name(s) {bad[:3]} (expected e.g. "
-            f"'Week1_22123'); add a {BATCH} column"
-        )
-    return [p.split("_", 1)[0] for p in plates]
-
-
-def _group_mean(x: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    order = np.argsort(codes, kind="stable")
-    starts = np.searchsorted(codes[order], np.arange(n_groups))
-    sums = np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
-    return sums / np.bincount(codes, minlength=n_groups)[:, None]
-
-
-def _codes(frame: pl.DataFrame, keys: list[str]) -> tuple[np.ndarray, pl.DataFrame]:
-    uniq = frame.select(keys).unique().sort(keys).with_row_index("__code")
-    codes = frame.select(keys).join(uniq, on=keys, how="left", maintain_order="left")["__code"]
-    return codes.to_numpy().astype(np.int64), uniq
-
-
 def treatment_profiles(
     meta: pl.DataFrame, x: np.ndarray, aggregate: str, source: str
 ) -> tuple[pl.DataFrame, np.ndarray]:
@@ -223,14 +163,14 @@ def treatment_profiles(
         missing = [c for c in (PLATE, WELL) if c not in meta.columns or meta[c].null_count()]
         if missing:
             raise SchemaError(f"{source}: per-well averaging needs column(s) {missing}")
-        wcodes, wells = _codes(meta, [PLATE, WELL])
-        mixed = meta.group_by(PLATE, WELL).agg(pl.col(COMPOUND, _KEY).n_unique().max())
-        if (mixed[COMPOUND] > 1).any() or (mixed[_KEY] > 1).any():
+        wcodes, wells = group_codes(meta, [PLATE, WELL])
+        mixed = meta.group_by(PLATE, WELL).agg(pl.col(COMPOUND, CONC_KEY).n_unique().max())
+        if (mixed[COMPOUND] > 1).any() or (mixed[CONC_KEY] > 1).any():
             raise SchemaError(f"{source}: some wells hold more than one treatment")
-        x = _group_mean(x, wcodes, wells.height)
+        x = group_mean(x, wcodes, wells.height)
         by_well = meta.with_columns(pl.Series("__w", wcodes)).group_by("__w").first()
         meta = by_well.sort("__w").drop("__w")  # row i = well code i, as in the means
-    tcodes, treatments = _codes(meta, [COMPOUND, _KEY])
+    tcodes, treatments = group_codes(meta, [COMPOUND, CONC_KEY])
     info = (
         meta.with_columns(pl.Series("__t", tcodes))
         .group_by("__t")
@@ -244,7 +184,7 @@ def treatment_profiles(
     )
     if (info["__moas"] > 1).any():
         raise SchemaError(f"{source}: a treatment (compound + concentration) has several MoAs")
-    profiles = _group_mean(x, tcodes, treatments.height)
+    profiles = group_mean(x, tcodes, treatments.height)
     return treatments.drop("__code").hstack(info.select(MOA, "batches", "rows")), profiles
 
 
@@ -281,7 +221,7 @@ def _score(
             "compound (and batch); BBBC021 needs several annotated compounds per MoA"
         )
     true = treat[MOA].to_list()
-    names = [f"{c}@{k}" for c, k in treat.select(COMPOUND, _KEY).iter_rows()]
+    names = [f"{c}@{k}" for c, k in treat.select(COMPOUND, CONC_KEY).iter_rows()]
     extra: dict[str, object] = {
         "treatments": int(scored.sum()),
         "compounds": treat.filter(pl.Series(scored))[COMPOUND].n_unique(),
@@ -358,7 +298,7 @@ def prepare(table: FeatureTable, proto: Bbbc021Protocol, moa: Path | None = None
         whitened = np.zeros_like(x)
         whitened[keep] = sph.transform(x[keep])
         x = whitened
-    batches = _batches(meta, table.source) if "nscb" in proto.scores else ["?"] * meta.height
+    batches = row_batches(meta, table.source) if "nscb" in proto.scores else ["?"] * meta.height
     rows = meta.with_columns(pl.Series("__batch", batches)).filter(pl.Series(evaluated))
     return Prepared(meta, x, evaluated, control, rows)
 

@@ -17,17 +17,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from cytoimagenet.evaluation.bbbc021 import (
-    _KEY,
+from cytoimagenet.evaluation.bbbc021 import Bbbc021Protocol, prepare, treatment_profiles
+from cytoimagenet.evaluation.bbbc021_table import (
     COMPOUND,
+    CONC_KEY,
     MOA,
     PLATE,
     WELL,
-    Bbbc021Protocol,
-    _codes,
-    _group_mean,
-    prepare,
-    treatment_profiles,
+    group_codes,
+    group_mean,
 )
 from cytoimagenet.evaluation.feature_table import FeatureTable
 from cytoimagenet.evaluation.mean_ap import (
@@ -55,8 +53,8 @@ def _wells(
     missing = [c for c in (PLATE, WELL) if c not in meta.columns or meta[c].null_count()]
     if missing:
         raise SchemaError(f"{source}: per-well mAP needs column(s) {missing}")
-    codes, wells = _codes(meta, [PLATE, WELL])
-    means = _group_mean(x, codes, wells.height)
+    codes, wells = group_codes(meta, [PLATE, WELL])
+    means = group_mean(x, codes, wells.height)
     first = np.unique(codes, return_index=True)[1]  # codes are 0 … wells-1
     return meta[first.tolist()], means, control[first]
 
@@ -83,7 +81,7 @@ def map_bbbc021(
     if proto.aggregate == "well-mean":
         meta, x, control = _wells(meta, x, control, source)
         unit = "well"
-    meta = meta.with_columns(pl.col(_KEY).alias("Metadata_Concentration_key"))
+    meta = meta.with_columns(pl.col(CONC_KEY).alias("Metadata_Concentration_key"))
     treatment = [COMPOUND, "Metadata_Concentration_key"]
     activity = phenotypic_activity(meta, x, treatment, control, settings, source, unit)
     treat, profiles = treatment_profiles(prep.rows, prep.x[prep.evaluated], proto.aggregate, source)
